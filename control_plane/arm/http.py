@@ -1,0 +1,169 @@
+"""Flask plumbing of the ARM protocol: request ids, body checks, the error envelope, JSON responses.
+
+`install(app)` wires it into an app; routes use `json_body()`, `base_url()`, `arm_json()` and
+`async_operation_headers()`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Any
+
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import HTTPException
+
+from control_plane.arm.errors import (
+    ArmError,
+    InvalidRequestContent,
+    MethodNotAllowed,
+    NotFound,
+    RequestEntityTooLarge,
+    ServiceUnavailable,
+    UnsupportedMediaType,
+)
+
+log = logging.getLogger("control_plane.http")
+
+RETRY_AFTER_SECONDS = "1"
+
+
+def install(app: Flask, max_body_bytes: int) -> None:
+    app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
+    app.before_request(_assign_request_ids)
+    app.before_request(_check_request_body)
+    app.after_request(_add_protocol_headers)
+    app.register_error_handler(ArmError, _render_arm_error)
+    app.register_error_handler(HTTPException, _render_http_exception)
+    app.register_error_handler(Exception, _render_unexpected)
+
+
+def _assign_request_ids() -> None:
+    g.request_id = str(uuid.uuid4())
+    g.correlation_id = _guid_header("x-ms-correlation-request-id") or str(uuid.uuid4())
+
+
+def _guid_header(name: str) -> str | None:
+    value = request.headers.get(name)
+    if value and len(value) <= 64 and all(c.isalnum() or c == "-" for c in value):
+        return value
+    return None
+
+
+def _check_request_body() -> None:
+    if request.method not in ("PUT", "PATCH", "POST"):
+        return
+    length = request.content_length
+    if length is not None and length > (request.max_content_length or length):
+        raise RequestEntityTooLarge(
+            f"The request content length {length} exceeds the maximum of {request.max_content_length} bytes."
+        )
+    if not length and request.headers.get("Transfer-Encoding", "").lower() != "chunked":
+        return
+    mimetype = request.mimetype
+    if mimetype == "application/x-www-form-urlencoded" and request.path.endswith("/token"):
+        return
+    if mimetype not in ("application/json", "text/json") and not mimetype.endswith("+json"):
+        raise UnsupportedMediaType(
+            f"The content media type '{mimetype or 'none'}' is not supported. Only 'application/json' is supported."
+        )
+
+
+def json_body(required: bool = True) -> dict[str, Any]:
+    """The request body as a JSON object; ARM's InvalidRequestContent for anything else."""
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        if required:
+            raise InvalidRequestContent("The request content was invalid and could not be deserialized: "
+                                        "the request body is empty.")
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequestContent(
+            f"The request content was invalid and could not be deserialized: {str(exc)[:200]}"
+        ) from None
+    if not isinstance(body, dict):
+        raise InvalidRequestContent("The request content was invalid and could not be deserialized: "
+                                    "the body must be a JSON object.")
+    return body
+
+
+def base_url() -> str:
+    """scheme://host[:port] as the client reached us (ProxyFix applies X-Forwarded-* when configured)."""
+    return request.host_url.rstrip("/")
+
+
+def arm_json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    response = Response(json.dumps(body, separators=(",", ":")), status=status, mimetype="application/json")
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def empty(status: int, headers: dict[str, str] | None = None) -> Response:
+    response = Response(status=status)
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def async_operation_headers(status_url: str, location_url: str | None = None) -> dict[str, str]:
+    headers = {"Azure-AsyncOperation": status_url, "Retry-After": RETRY_AFTER_SECONDS}
+    if location_url:
+        headers["Location"] = location_url
+    return headers
+
+
+def _add_protocol_headers(response: Response) -> Response:
+    response.headers["x-ms-request-id"] = getattr(g, "request_id", None) or str(uuid.uuid4())
+    response.headers["x-ms-correlation-request-id"] = getattr(g, "correlation_id", None) or str(uuid.uuid4())
+    client_request_id = _guid_header("x-ms-client-request-id")
+    if client_request_id:
+        response.headers["x-ms-client-request-id"] = client_request_id
+    return response
+
+
+def _render_arm_error(error: ArmError) -> Response:
+    if error.status >= 500:
+        log.warning("request failed: %s %s -> %s %s", request.method, request.path, error.status, error.code)
+    return arm_json(error.envelope(), error.status, error.headers)
+
+
+_HTTP_ERRORS = {
+    404: lambda: NotFound(
+        f"No route matches '{request.method} {request.path}'. The resource type or path is not supported.",
+        code="InvalidResourceType" if request.path.count("/providers/") else "NotFound",
+    ),
+    405: lambda: MethodNotAllowed(f"The HTTP method '{request.method}' is not supported for '{request.path}'."),
+    413: lambda: RequestEntityTooLarge(
+        f"The request content exceeds the maximum of {request.max_content_length} bytes."
+    ),
+}
+
+
+def _render_http_exception(error: HTTPException) -> Response:
+    factory = _HTTP_ERRORS.get(error.code or 500)
+    if factory is not None:
+        return _render_arm_error(factory())
+    status = error.code or 500
+    code = "BadRequest" if status == 400 else (error.name or "Error").replace(" ", "")
+    return _render_arm_error(ArmError(error.description or error.name, code=code, status=status))
+
+
+def _render_unexpected(error: Exception) -> Response:
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    if isinstance(error, (OperationalError, PoolTimeout)):
+        log.error("database unavailable: %s", type(error).__name__)
+        return _render_arm_error(ServiceUnavailable(
+            "The service is temporarily unable to reach its database. Please retry.",
+            headers={"Retry-After": "5"},
+        ))
+    log.exception("unexpected error, correlation id %s", getattr(g, "correlation_id", "-"))
+    return _render_arm_error(ArmError(
+        "The server encountered an internal error. Please retry the request; if it persists, report "
+        f"correlation id {getattr(g, 'correlation_id', '-')}."
+    ))

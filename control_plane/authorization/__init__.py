@@ -1,0 +1,1 @@
+"""Who may do what: the action table, role assignments, and the one decision point every route calls."""

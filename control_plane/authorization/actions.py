@@ -1,0 +1,81 @@
+"""The action each ARM route needs: one table, also the source of the provider's `operations` list."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ACR = "Microsoft.ContainerRegistry"
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str
+    operation: str
+    description: str
+    resource: str
+    provider: str = ACR
+    is_data_action: bool = False
+    origin: str = "user,system"
+
+
+REGISTER = Action(f"{ACR}/register/action", "Register Resource Provider",
+                  "Registers the subscription for the container registry resource provider.",
+                  "Resource Provider")
+CHECK_NAME = Action(f"{ACR}/checkNameAvailability/read", "Check Registry Name Availability",
+                    "Checks whether the container registry name is available for use.", "Registry Name")
+OPERATIONS_READ = Action(f"{ACR}/operations/read", "List Operations",
+                         "Lists all of the available operations of the container registry provider.",
+                         "Operations")
+REGISTRY_READ = Action(f"{ACR}/registries/read", "Get or List Container Registries",
+                       "Gets the properties of the specified container registry or lists all the container "
+                       "registries under the specified resource group or subscription.", "Registry")
+REGISTRY_WRITE = Action(f"{ACR}/registries/write", "Create or Update Container Registry",
+                        "Creates or updates a container registry with the specified parameters.", "Registry")
+REGISTRY_DELETE = Action(f"{ACR}/registries/delete", "Delete Container Registry",
+                         "Deletes a container registry.", "Registry")
+LIST_CREDENTIALS = Action(f"{ACR}/registries/listCredentials/action", "List Container Registry Login Credentials",
+                          "Lists the login credentials for the specified container registry.", "Registry")
+REGENERATE_CREDENTIAL = Action(f"{ACR}/registries/regenerateCredential/action",
+                               "Regenerate Container Registry Login Credentials",
+                               "Regenerates one of the login credentials for the specified container registry.",
+                               "Registry")
+LIST_USAGES = Action(f"{ACR}/registries/listUsages/read", "List Container Registry Usages",
+                     "Lists the quota usages for the specified container registry.", "Registry")
+REGISTRY_OPERATION_STATUS = Action(f"{ACR}/registries/operationStatuses/read",
+                                   "Get Container Registry Operation Status",
+                                   "Gets the status of a long-running container registry operation.", "Registry")
+PULL = Action(f"{ACR}/registries/pull/read", "Pull Image", "Pull or Get images from a container registry.",
+              "Registry")
+PUSH = Action(f"{ACR}/registries/push/write", "Push Image", "Push or Write images to a container registry.",
+              "Registry")
+ARTIFACTS_DELETE = Action(f"{ACR}/registries/artifacts/delete", "Delete Artifact",
+                          "Delete artifact in a container registry.", "Registry")
+
+RESOURCES = "Microsoft.Resources"
+GROUP_READ = Action(f"{RESOURCES}/subscriptions/resourceGroups/read", "Get Resource Group",
+                    "Gets or lists resource groups.", "Resource Groups", RESOURCES)
+GROUP_WRITE = Action(f"{RESOURCES}/subscriptions/resourceGroups/write", "Create Resource Group",
+                     "Creates or updates a resource group.", "Resource Groups", RESOURCES)
+GROUP_DELETE = Action(f"{RESOURCES}/subscriptions/resourceGroups/delete", "Delete Resource Group",
+                      "Deletes a resource group and all its resources.", "Resource Groups", RESOURCES)
+GROUP_OPERATION_RESULT = Action(f"{RESOURCES}/subscriptions/operationresults/read",
+                                "Get Subscription Operation Results",
+                                "Gets the results of a long-running subscription operation.", "Subscription",
+                                RESOURCES)
+RESOURCES_READ = Action(f"{RESOURCES}/subscriptions/resources/read", "Get Subscription Resources",
+                        "Gets resources of a subscription.", "Subscription", RESOURCES)
+SUBSCRIPTION_READ = Action(f"{RESOURCES}/subscriptions/read", "Get Subscriptions",
+                           "Gets the list of subscriptions.", "Subscription", RESOURCES)
+PROVIDER_READ = Action(f"{RESOURCES}/subscriptions/providers/read", "Get Resource Providers",
+                       "Gets or lists resource providers.", "Resource Providers", RESOURCES)
+
+ALL_ACTIONS: tuple[Action, ...] = (
+    REGISTER, CHECK_NAME, OPERATIONS_READ, REGISTRY_READ, REGISTRY_WRITE, REGISTRY_DELETE, LIST_CREDENTIALS,
+    REGENERATE_CREDENTIAL, LIST_USAGES, REGISTRY_OPERATION_STATUS, PULL, PUSH, ARTIFACTS_DELETE,
+    GROUP_READ, GROUP_WRITE, GROUP_DELETE, GROUP_OPERATION_RESULT, RESOURCES_READ, SUBSCRIPTION_READ,
+    PROVIDER_READ,
+)
+
+
+def provider_operations(provider: str) -> list[Action]:
+    return [a for a in ALL_ACTIONS if a.provider == provider]

@@ -1,0 +1,158 @@
+"""The `control-plane` command: serve, init, subscription create, sp create, db upgrade."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from control_plane.config import Settings, SettingsError
+
+
+def _prepare(settings: Settings) -> None:
+    """Everything that must exist before requests are served: schema, keys, certificates. Safe to repeat."""
+    from control_plane import migrate
+    from control_plane.crypto import load_cipher
+    from control_plane.db import Database
+    from control_plane.identity.tokens import TokenIssuer
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.database_url)
+    try:
+        migrate.upgrade(db.engine)
+        cipher = load_cipher(settings.encryption_key, settings.data_dir)
+        TokenIssuer(db, cipher, settings.public_url, settings.token_lifetime_seconds).ensure_signing_key()
+    finally:
+        db.dispose()
+    if settings.tls == "auto" and settings.tls_cert_file is None:
+        from control_plane.tls import ensure_local_ca
+
+        ensure_local_ca(settings.data_dir / "tls")
+
+
+def _print_json(value: dict) -> None:
+    print(json.dumps(value, indent=2))
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    from control_plane.server import run
+
+    _prepare(settings)
+    return run(settings, host=args.host, port=args.port, workers=args.workers, threads=args.threads)
+
+
+def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
+    from control_plane import bootstrap
+    from control_plane.db import Database
+
+    _prepare(settings)
+    db = Database(settings.database_url)
+    with db.session() as session:
+        state, secret = bootstrap.init(session, reset_secret=args.reset_secret)
+    db.dispose()
+    if secret is None:
+        print("note: already initialised; the client secret was shown once. `control-plane init --reset-secret` "
+              "adds a new one.", file=sys.stderr)
+    _print_json({
+        "tenantId": state["tenantId"],
+        "subscriptionId": state["subscriptionId"],
+        "clientId": state["clientId"],
+        "clientSecret": secret,
+        "objectId": state["objectId"],
+        "authority": settings.public_url,
+        "resourceManagerEndpoint": settings.public_url + "/",
+        "caBundle": str(settings.ca_file) if settings.tls == "auto" and settings.tls_cert_file is None else None,
+    })
+    return 0
+
+
+def _with_session(settings: Settings, action):
+    from control_plane.arm.errors import ArmError
+    from control_plane.db import Database
+
+    _prepare(settings)
+    db = Database(settings.database_url)
+    try:
+        with db.session() as session:
+            _print_json(action(session))
+        return 0
+    except ArmError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        db.dispose()
+
+
+def cmd_subscription_create(settings: Settings, args: argparse.Namespace) -> int:
+    from control_plane import bootstrap
+
+    return _with_session(settings, lambda s: bootstrap.create_subscription(s, args.name))
+
+
+def cmd_sp_create(settings: Settings, args: argparse.Namespace) -> int:
+    from control_plane import bootstrap
+
+    return _with_session(settings, lambda s: bootstrap.create_service_principal(s, args.name))
+
+
+def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
+    from control_plane import migrate
+    from control_plane.db import Database
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.database_url)
+    print(f"upgrading {db.engine.url.render_as_string(hide_password=True)} to {args.revision} ...", file=sys.stderr)
+    migrate.upgrade(db.engine, args.revision)
+    db.dispose()
+    print("done", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="control-plane", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the API under gunicorn")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8443)
+    serve.add_argument("--workers", type=int, default=2)
+    serve.add_argument("--threads", type=int, default=4, help="threads per worker")
+    serve.set_defaults(handler=cmd_serve)
+
+    init = commands.add_parser("init", help="create the tenant, subscription and owner principal (idempotent)")
+    init.add_argument("--reset-secret", action="store_true", help="add a new client secret for the owner")
+    init.set_defaults(handler=cmd_init)
+
+    subscription = commands.add_parser("subscription", help="manage subscriptions")
+    subscription_commands = subscription.add_subparsers(dest="subcommand", required=True)
+    create_subscription = subscription_commands.add_parser(
+        "create", help="add a subscription owned by init's principal")
+    create_subscription.add_argument("--name", required=True)
+    create_subscription.set_defaults(handler=cmd_subscription_create)
+
+    sp = commands.add_parser("sp", help="manage service principals")
+    sp_commands = sp.add_subparsers(dest="subcommand", required=True)
+    create_sp = sp_commands.add_parser("create", help="add a service principal; prints its secret once")
+    create_sp.add_argument("--name", required=True)
+    create_sp.set_defaults(handler=cmd_sp_create)
+
+    db = commands.add_parser("db", help="database schema")
+    db_commands = db.add_subparsers(dest="subcommand", required=True)
+    upgrade = db_commands.add_parser("upgrade", help="apply migrations")
+    upgrade.add_argument("revision", nargs="?", default="head")
+    upgrade.set_defaults(handler=cmd_db_upgrade)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    return args.handler(settings, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

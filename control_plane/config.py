@@ -1,0 +1,187 @@
+"""Settings: every CONTROL_PLANE_* environment variable, parsed and validated once.
+
+Nothing else in the code base reads os.environ; it receives a Settings object instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_LOCATIONS = (
+    "eastus",
+    "eastus2",
+    "westus",
+    "westus2",
+    "westus3",
+    "centralus",
+    "northcentralus",
+    "southcentralus",
+    "westcentralus",
+    "canadacentral",
+    "canadaeast",
+    "brazilsouth",
+    "northeurope",
+    "westeurope",
+    "uksouth",
+    "ukwest",
+    "francecentral",
+    "germanywestcentral",
+    "switzerlandnorth",
+    "norwayeast",
+    "swedencentral",
+    "polandcentral",
+    "italynorth",
+    "spaincentral",
+    "eastasia",
+    "southeastasia",
+    "japaneast",
+    "japanwest",
+    "koreacentral",
+    "centralindia",
+    "southindia",
+    "australiaeast",
+    "australiasoutheast",
+    "southafricanorth",
+    "uaenorth",
+    "qatarcentral",
+    "israelcentral",
+    "mexicocentral",
+)
+
+# Audiences an ARM access token may carry: what the SDKs and az ask for.
+DEFAULT_ARM_AUDIENCES = (
+    "https://management.azure.com",
+    "https://management.core.windows.net",
+)
+
+
+class SettingsError(ValueError):
+    """A CONTROL_PLANE_* variable has a value we cannot use."""
+
+
+def normalise_location(value: str) -> str:
+    """'West Europe' and 'westeurope' are the same Azure location."""
+    return "".join(value.split()).lower()
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    public_url: str
+    storage: str | dict[str, str]
+    locations: tuple[str, ...]
+    login_server_suffix: str
+    tls: str
+    tls_cert_file: Path | None
+    tls_key_file: Path | None
+    encryption_key: str | None
+    arm_audiences: tuple[str, ...]
+    token_lifetime_seconds: int
+    max_body_bytes: int
+    page_size: int
+    worker_poll_seconds: float
+    operation_lease_seconds: int
+    log_level: str
+
+    @property
+    def ca_file(self) -> Path:
+        return self.data_dir / "tls" / "ca.pem"
+
+    @property
+    def uses_https(self) -> bool:
+        return self.tls != "off"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if environ is None else environ)
+
+        def get(name: str, default: str | None = None) -> str | None:
+            value = env.get(f"CONTROL_PLANE_{name}")
+            return default if value is None or value == "" else value
+
+        data_dir = Path(get("DATA_DIR", str(Path.home() / ".control-plane"))).expanduser().resolve()
+        database_url = get("DATABASE_URL") or f"sqlite:///{data_dir / 'control-plane.db'}"
+        if database_url.startswith("postgresql://") or database_url.startswith("postgres://"):
+            database_url = "postgresql+psycopg://" + database_url.split("://", 1)[1]
+
+        public_url = get("PUBLIC_URL", "https://127.0.0.1:8443").rstrip("/")
+        if not public_url.startswith(("https://", "http://")):
+            raise SettingsError("CONTROL_PLANE_PUBLIC_URL must be an absolute http(s) URL")
+
+        locations = tuple(
+            normalise_location(loc) for loc in (get("LOCATIONS") or ",".join(DEFAULT_LOCATIONS)).split(",")
+            if loc.strip()
+        )
+        if not locations:
+            raise SettingsError("CONTROL_PLANE_LOCATIONS lists no location")
+
+        tls = get("TLS", "auto").lower()
+        if tls not in ("auto", "off"):
+            raise SettingsError("CONTROL_PLANE_TLS must be 'auto' or 'off'")
+        cert_file = get("TLS_CERT_FILE")
+        key_file = get("TLS_KEY_FILE")
+        if bool(cert_file) != bool(key_file):
+            raise SettingsError("CONTROL_PLANE_TLS_CERT_FILE and CONTROL_PLANE_TLS_KEY_FILE go together")
+
+        audiences = get("ARM_AUDIENCES")
+        arm_audiences = (
+            tuple(a.strip().rstrip("/") for a in audiences.split(",") if a.strip())
+            if audiences
+            else (*DEFAULT_ARM_AUDIENCES, public_url)
+        )
+
+        return cls(
+            data_dir=data_dir,
+            database_url=database_url,
+            public_url=public_url,
+            storage=_parse_storage(get("STORAGE", "local"), locations),
+            locations=locations,
+            login_server_suffix=get("LOGIN_SERVER_SUFFIX", "azurecr.io").lstrip("."),
+            tls=tls,
+            tls_cert_file=Path(cert_file) if cert_file else None,
+            tls_key_file=Path(key_file) if key_file else None,
+            encryption_key=get("ENCRYPTION_KEY"),
+            arm_audiences=arm_audiences,
+            token_lifetime_seconds=_int(get, "TOKEN_LIFETIME_SECONDS", 3600, minimum=60),
+            max_body_bytes=_int(get, "MAX_BODY_BYTES", 1024 * 1024, minimum=1024),
+            page_size=_int(get, "PAGE_SIZE", 100, minimum=1),
+            worker_poll_seconds=float(get("WORKER_POLL_SECONDS", "1.0")),
+            operation_lease_seconds=_int(get, "OPERATION_LEASE_SECONDS", 60, minimum=5),
+            log_level=get("LOG_LEVEL", "INFO").upper(),
+        )
+
+
+def _int(get, name: str, default: int, minimum: int) -> int:
+    raw = get(name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"CONTROL_PLANE_{name} must be an integer, not {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"CONTROL_PLANE_{name} must be at least {minimum}")
+    return value
+
+
+def _parse_storage(raw: str, locations: tuple[str, ...]) -> str | dict[str, str]:
+    """'local', one connection string for every location, or a JSON map location -> connection string."""
+    if raw == "local":
+        return "local"
+    if raw.lstrip().startswith("{"):
+        try:
+            mapping = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise SettingsError(f"CONTROL_PLANE_STORAGE is not valid JSON: {exc}") from None
+        if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
+            raise SettingsError("CONTROL_PLANE_STORAGE must map each location to a connection string")
+        normalised = {normalise_location(k): v for k, v in mapping.items()}
+        missing = [loc for loc in locations if loc not in normalised]
+        if missing:
+            raise SettingsError(f"CONTROL_PLANE_STORAGE has no connection string for: {', '.join(missing)}")
+        return normalised
+    if "AccountName=" not in raw and "BlobEndpoint=" not in raw and "UseDevelopmentStorage" not in raw:
+        raise SettingsError("CONTROL_PLANE_STORAGE must be 'local', a connection string, or a JSON map")
+    return raw

@@ -1,0 +1,28 @@
+"""The objects one running app shares between requests: settings, database, cipher, issuer, storage, worker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+
+from control_plane.config import Settings
+from control_plane.crypto import Cipher
+from control_plane.db import Database
+from control_plane.identity.tokens import TokenIssuer
+from control_plane.operations.worker import OperationWorker
+from control_plane.storage import StorageRouter
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    db: Database
+    cipher: Cipher
+    issuer: TokenIssuer
+    storage: StorageRouter
+    worker: OperationWorker
+
+
+def app_context() -> AppContext:
+    return current_app.extensions["control_plane"]

@@ -1,0 +1,1 @@
+"""Tenants, subscriptions, service principals, and the token issuer that MSAL and azure-identity talk to."""

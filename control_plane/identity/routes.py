@@ -1,0 +1,185 @@
+"""The token issuer's endpoints (OIDC discovery, token, JWKS) and the tenant-level ARM reads az needs."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from flask import Blueprint, request
+
+from control_plane.arm import api_versions
+from control_plane.arm.http import arm_json, base_url
+from control_plane.authorization import actions
+from control_plane.authorization.enforce import current_caller, requires, subscription_for_caller
+from control_plane.context import app_context
+from control_plane.identity import service
+from control_plane.identity.errors import OAuthError
+from control_plane.identity.models import Subscription
+from control_plane.identity.tokens import audience_for_scope
+
+bp = Blueprint("identity", __name__)
+
+
+# -- the token issuer ----------------------------------------------------------------------------------------
+
+
+def _oauth_error(error: OAuthError):
+    body = {"error": error.error, "error_description": error.description,
+            "error_codes": [error.aadsts] if error.aadsts else [], "timestamp": time.strftime("%Y-%m-%d %H:%M:%SZ"),
+            "trace_id": str(uuid.uuid4()), "correlation_id": str(uuid.uuid4())}
+    return arm_json(body, error.status)
+
+
+@bp.route("/<tenant_id>/v2.0/.well-known/openid-configuration", methods=["GET"])
+@bp.route("/<tenant_id>/.well-known/openid-configuration", methods=["GET"])
+def openid_configuration(tenant_id: str):
+    ctx = app_context()
+    host = base_url()
+    return arm_json({
+        "issuer": ctx.issuer.issuer_for(tenant_id),
+        "authorization_endpoint": f"{host}/{tenant_id}/oauth2/v2.0/authorize",
+        "token_endpoint": f"{host}/{tenant_id}/oauth2/v2.0/token",
+        "jwks_uri": f"{host}/{tenant_id}/discovery/v2.0/keys",
+        "response_types_supported": ["token"],
+        "grant_types_supported": ["client_credentials"],
+        "subject_types_supported": ["pairwise"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+        "scopes_supported": ["openid"],
+        "tenant_region_scope": None,
+        "cloud_instance_name": "control-plane",
+    })
+
+
+@bp.route("/<tenant_id>/discovery/v2.0/keys", methods=["GET"])
+@bp.route("/discovery/v2.0/keys", methods=["GET"])
+def jwks(tenant_id: str | None = None):
+    return arm_json(app_context().issuer.jwks())
+
+
+@bp.route("/common/discovery/instance", methods=["GET"])
+def instance_discovery():
+    tenant = "common"
+    endpoint = request.args.get("authorization_endpoint", "")
+    parts = endpoint.split("/")
+    if len(parts) > 3 and parts[3]:
+        tenant = parts[3]
+    return arm_json({
+        "tenant_discovery_endpoint": f"{base_url()}/{tenant}/v2.0/.well-known/openid-configuration",
+        "api-version": "1.1",
+        "metadata": [],
+    })
+
+
+@bp.route("/<tenant_id>/oauth2/v2.0/token", methods=["POST"])
+def token(tenant_id: str):
+    form = request.form
+    try:
+        if form.get("grant_type") != "client_credentials":
+            raise OAuthError("unsupported_grant_type", f"The grant type '{form.get('grant_type', '')[:64]}' is not "
+                             "supported. Use client_credentials.", 400, aadsts=70003)
+        client_id, client_secret = form.get("client_id", ""), form.get("client_secret", "")
+        if request.authorization and request.authorization.type == "basic":
+            client_id = client_id or request.authorization.username or ""
+            client_secret = client_secret or request.authorization.password or ""
+        if not client_id or not client_secret:
+            raise OAuthError("invalid_request", "The request body must contain the following parameter: "
+                             "'client_id' and 'client_secret'.", 400, aadsts=900144)
+        audience = audience_for_scope(form.get("scope", ""))
+        if not audience:
+            raise OAuthError("invalid_scope", "The request body must contain a 'scope' of the form "
+                             "'<resource>/.default'.", 400, aadsts=1002012)
+        ctx = app_context()
+        with ctx.db.session() as session:
+            principal = service.authenticate_client(session, tenant_id.lower(), client_id, client_secret)
+            access_token, lifetime = ctx.issuer.issue(principal, audience)
+    except OAuthError as error:
+        return _oauth_error(error)
+    return arm_json({"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime,
+                     "access_token": access_token})
+
+
+# -- tenant-level ARM reads ----------------------------------------------------------------------------------
+
+
+def subscription_to_arm(subscription: Subscription) -> dict:
+    return {
+        "id": f"/subscriptions/{subscription.id}",
+        "subscriptionId": subscription.id,
+        "tenantId": subscription.tenant_id,
+        "displayName": subscription.display_name,
+        "state": subscription.state,
+        "subscriptionPolicies": {"locationPlacementId": "Public_2014-09-01", "quotaId": "PayAsYouGo_2014-09-01",
+                                 "spendingLimit": "Off"},
+        "authorizationSource": "RoleBased",
+        "managedByTenants": [],
+        "tags": {},
+    }
+
+
+@bp.route("/subscriptions", methods=["GET"])
+@api_versions.require_api_version(api_versions.SUBSCRIPTIONS)
+@requires(actions.SUBSCRIPTION_READ)
+def list_subscriptions():
+    ctx = app_context()
+    with ctx.db.session() as session:
+        subscriptions = service.subscriptions_of_tenant(session, current_caller().tenant_id)
+        return arm_json({"value": [subscription_to_arm(s) for s in subscriptions]})
+
+
+@bp.route("/subscriptions/<subscription_id>", methods=["GET"])
+@api_versions.require_api_version(api_versions.SUBSCRIPTIONS)
+@requires(actions.SUBSCRIPTION_READ)
+def get_subscription(subscription_id: str):
+    ctx = app_context()
+    with ctx.db.session() as session:
+        return arm_json(subscription_to_arm(subscription_for_caller(session, subscription_id)))
+
+
+@bp.route("/tenants", methods=["GET"])
+@api_versions.require_api_version(api_versions.SUBSCRIPTIONS)
+@requires(actions.SUBSCRIPTION_READ)
+def list_tenants():
+    tenant_id = current_caller().tenant_id
+    return arm_json({"value": [{"id": f"/tenants/{tenant_id}", "tenantId": tenant_id,
+                                "tenantCategory": "Home", "displayName": tenant_id}]})
+
+
+@bp.route("/subscriptions/<subscription_id>/locations", methods=["GET"])
+@api_versions.require_api_version(api_versions.SUBSCRIPTIONS)
+@requires(actions.SUBSCRIPTION_READ)
+def list_locations(subscription_id: str):
+    ctx = app_context()
+    with ctx.db.session() as session:
+        subscription = subscription_for_caller(session, subscription_id)
+    return arm_json({"value": [
+        {"id": f"/subscriptions/{subscription.id}/locations/{loc}", "name": loc, "displayName": loc,
+         "regionalDisplayName": loc, "type": "Region"}
+        for loc in ctx.settings.locations
+    ]})
+
+
+@bp.route("/metadata/endpoints", methods=["GET"])
+@api_versions.require_api_version(api_versions.METADATA)
+def metadata_endpoints():
+    """What `az cloud register` reads to learn every endpoint of this cloud."""
+    ctx = app_context()
+    host = base_url()
+    return arm_json({
+        "galleryEndpoint": f"{host}/",
+        "graphEndpoint": f"{host}/",
+        "graphAudience": f"{host}/",
+        "microsoftGraphResourceId": f"{host}/",
+        "portalEndpoint": f"{host}/",
+        "name": "ControlPlane",
+        "authentication": {"loginEndpoint": host, "audiences": ["https://management.core.windows.net/",
+                                                                "https://management.azure.com/"],
+                           "tenant": "common", "identityProvider": "AAD"},
+        "suffixes": {"acrLoginServer": f".{ctx.settings.login_server_suffix}", "storage": "core.windows.net",
+                     "keyVaultDns": "vault.azure.net"},
+        "resourceManager": f"{host}/",
+        "batch": f"{host}/",
+        "sqlManagement": f"{host}/",
+        "vmImageAliasDoc": f"{host}/",
+        "media": f"{host}/",
+    })

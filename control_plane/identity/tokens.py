@@ -1,0 +1,173 @@
+"""The token issuer: RS256 JWTs signed with keys kept (encrypted) in the database, and their validation.
+
+Keys are shared through the database so every worker and replica signs and verifies alike; each process caches
+them briefly and reloads when it meets a key id it does not know.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+import jwt
+import sqlalchemy as sa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
+
+from control_plane.crypto import Cipher
+from control_plane.db import Database, utcnow
+from control_plane.identity.models import ServicePrincipal, SigningKey
+
+ALGORITHM = "RS256"
+KEY_CACHE_SECONDS = 60
+CLOCK_SKEW_SECONDS = 60
+
+
+class InvalidToken(Exception):
+    """The bearer token is not one this service accepts; the message says why (never the token)."""
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling, as the validated token says."""
+
+    tenant_id: str
+    object_id: str
+    app_id: str
+    display_name: str
+    principal_type: str = "ServicePrincipal"
+
+
+def audience_for_scope(scope: str) -> str:
+    """`https://management.core.windows.net//.default` -> `https://management.core.windows.net/`."""
+    first = scope.split()[0] if scope.split() else ""
+    return first[: -len("/.default")] if first.endswith("/.default") else first
+
+
+def normalise_audience(audience: str) -> str:
+    return audience.rstrip("/").lower()
+
+
+class TokenIssuer:
+    def __init__(self, db: Database, cipher: Cipher, public_url: str, lifetime_seconds: int):
+        self._db = db
+        self._cipher = cipher
+        self.public_url = public_url
+        self.lifetime_seconds = lifetime_seconds
+        self._lock = threading.Lock()
+        self._loaded_at = 0.0
+        self._signing: tuple[str, object] | None = None
+        self._public: dict[str, object] = {}
+        self._jwks: list[dict] = []
+
+    def issuer_for(self, tenant_id: str) -> str:
+        return f"{self.public_url}/{tenant_id}/v2.0"
+
+    # -- keys ------------------------------------------------------------------------------------------------
+
+    def ensure_signing_key(self) -> None:
+        """Creates the first signing key; called once by `serve`/`init` before workers start."""
+        with self._db.session() as session:
+            if session.scalar(sa.select(SigningKey).where(SigningKey.retired_at.is_(None)).limit(1)) is None:
+                session.add(self._new_key())
+        self._loaded_at = 0.0
+
+    def rotate(self) -> str:
+        """Adds a new signing key; older keys keep verifying until retired."""
+        key = self._new_key()
+        with self._db.session() as session:
+            session.add(key)
+        self._loaded_at = 0.0
+        return key.kid
+
+    def _new_key(self) -> SigningKey:
+        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        kid = uuid.uuid4().hex
+        pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption()).decode()
+        jwk = json.loads(RSAAlgorithm.to_jwk(private.public_key()))
+        jwk.update({"kid": kid, "use": "sig", "alg": ALGORITHM})
+        return SigningKey(kid=kid, private_key_encrypted=self._cipher.encrypt(pem), public_jwk=jwk)
+
+    def _load(self, force: bool = False) -> None:
+        if not force and time.monotonic() - self._loaded_at < KEY_CACHE_SECONDS and self._signing:
+            return
+        with self._lock:
+            with self._db.session() as session:
+                keys = list(session.scalars(sa.select(SigningKey).order_by(SigningKey.created_at.desc())))
+            now = utcnow()
+            live = [k for k in keys if k.retired_at is None or k.retired_at > now]
+            if not live:
+                raise RuntimeError("no token-signing key: run `control-plane init` or `control-plane serve`")
+            newest = live[0]
+            private = serialization.load_pem_private_key(
+                self._cipher.decrypt(newest.private_key_encrypted).encode(), password=None
+            )
+            self._signing = (newest.kid, private)
+            self._public = {k.kid: RSAAlgorithm.from_jwk(json.dumps(k.public_jwk)) for k in live}
+            self._jwks = [k.public_jwk for k in live]
+            self._loaded_at = time.monotonic()
+
+    def jwks(self) -> dict:
+        self._load()
+        return {"keys": self._jwks}
+
+    # -- issue and validate ----------------------------------------------------------------------------------
+
+    def issue(self, principal: ServicePrincipal, audience: str) -> tuple[str, int]:
+        self._load()
+        kid, private = self._signing
+        now = int(time.time())
+        claims = {
+            "aud": audience,
+            "iss": self.issuer_for(principal.tenant_id),
+            "iat": now,
+            "nbf": now,
+            "exp": now + self.lifetime_seconds,
+            "sub": principal.object_id,
+            "oid": principal.object_id,
+            "tid": principal.tenant_id,
+            "appid": principal.app_id,
+            "azp": principal.app_id,
+            "app_displayname": principal.display_name,
+            "idtyp": "app",
+            "ver": "2.0",
+            "uti": uuid.uuid4().hex,
+        }
+        token = jwt.encode(claims, private, algorithm=ALGORITHM, headers={"kid": kid, "typ": "JWT"})
+        return token, self.lifetime_seconds
+
+    def validate(self, token: str, accepted_audiences: tuple[str, ...]) -> Caller:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise InvalidToken("The access token is not a well-formed JWT.") from None
+        if header.get("alg") != ALGORITHM:
+            raise InvalidToken("The access token's signing algorithm is not accepted.")
+        kid = header.get("kid")
+        self._load()
+        if kid not in self._public:
+            self._load(force=True)
+        key = self._public.get(kid)
+        if key is None:
+            raise InvalidToken("The access token is signed with an unknown key.")
+        try:
+            claims = jwt.decode(token, key, algorithms=[ALGORITHM], options={"verify_aud": False,
+                                "require": ["exp", "iss", "aud", "tid", "oid"]}, leeway=CLOCK_SKEW_SECONDS)
+        except jwt.ExpiredSignatureError:
+            raise InvalidToken("The access token has expired.") from None
+        except jwt.PyJWTError:
+            raise InvalidToken("The access token's signature or claims are invalid.") from None
+        if claims["iss"] != self.issuer_for(str(claims["tid"])):
+            raise InvalidToken("The access token's issuer is not valid.")
+        accepted = {normalise_audience(a) for a in accepted_audiences}
+        audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
+        if not any(normalise_audience(str(a)) in accepted for a in audiences):
+            raise InvalidToken("The access token has an invalid audience.")
+        return Caller(tenant_id=str(claims["tid"]), object_id=str(claims["oid"]),
+                      app_id=str(claims.get("appid") or claims.get("azp") or ""),
+                      display_name=str(claims.get("app_displayname") or claims.get("appid") or ""))

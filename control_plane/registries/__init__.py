@@ -1,0 +1,1 @@
+"""Microsoft.ContainerRegistry registries: the resource, its admin credentials, and its blob container."""

@@ -1,0 +1,193 @@
+"""Microsoft.ContainerRegistry routes. Each handler validates, authorises, calls one service function, serialises."""
+
+from __future__ import annotations
+
+from flask import Blueprint, request
+
+from control_plane.arm import api_versions
+from control_plane.arm.http import arm_json, async_operation_headers, base_url, empty, json_body
+from control_plane.arm.paging import next_link, page_body, page_request
+from control_plane.arm.validation import load, validate_location, validate_tags
+from control_plane.authorization import actions
+from control_plane.authorization.enforce import current_caller, requires, subscription_for_caller
+from control_plane.context import app_context
+from control_plane.registries import service
+from control_plane.registries.names import validate_name
+from control_plane.registries.schemas import NameCheck, RegenerateCredential, RegistryPatch, RegistryPut
+from control_plane.registries.serialize import to_arm
+from control_plane.resource_groups import service as resource_groups
+from control_plane.storage import StorageError
+
+bp = Blueprint("registries", __name__)
+
+PROVIDER = "/providers/Microsoft.ContainerRegistry"
+GROUP = "/subscriptions/<subscription_id>/resourceGroups/<group_name>"
+REGISTRY = GROUP + PROVIDER + "/registries/<registry_name>"
+versions = api_versions.require_api_version(api_versions.CONTAINER_REGISTRY)
+
+
+def _status_urls(registry_arm_id: str, operation_id: str) -> tuple[str, str]:
+    """The Azure-AsyncOperation URL and the Location URL of an operation on a registry."""
+    query = f"?api-version={request.args['api-version']}"
+    prefix = f"{base_url()}{registry_arm_id}"
+    return (f"{prefix}/operationStatuses/{operation_id}{query}", f"{prefix}/operationResults/{operation_id}{query}")
+
+
+@bp.route(PROVIDER + "/operations", methods=["GET"])
+@versions
+@requires(actions.OPERATIONS_READ)
+def list_operations():
+    return arm_json({"value": [
+        {"name": a.name, "isDataAction": a.is_data_action, "origin": a.origin,
+         "display": {"provider": a.provider, "resource": a.resource, "operation": a.operation,
+                     "description": a.description}}
+        for a in actions.provider_operations(actions.ACR)
+    ]})
+
+
+@bp.route("/subscriptions/<subscription_id>" + PROVIDER + "/checkNameAvailability", methods=["POST"])
+@versions
+@requires(actions.CHECK_NAME)
+def check_name_availability(subscription_id: str):
+    body = load(NameCheck(), json_body())
+    ctx = app_context()
+    with ctx.db.session() as session:
+        subscription_for_caller(session, subscription_id)
+        return arm_json(service.check_name_availability(session, body["name"], body["type"]))
+
+
+@bp.route(REGISTRY, methods=["PUT"])
+@versions
+@requires(actions.REGISTRY_WRITE)
+def put_registry(subscription_id: str, group_name: str, registry_name: str):
+    validate_name(registry_name)
+    body = load(RegistryPut(), json_body())
+    ctx = app_context()
+    location = validate_location(body["location"], ctx.settings.locations, "resource type "
+                                 "'Microsoft.ContainerRegistry/registries'", "LocationNotAvailableForResourceType")
+    tags = validate_tags(body["tags"])
+    with ctx.db.session() as session:
+        subscription = subscription_for_caller(session, subscription_id)
+        group = resource_groups.get_writable(session, subscription.id, group_name)
+        change = service.create_or_replace(
+            session, ctx.cipher, group, registry_name, location, body["sku"]["name"], tags,
+            body["properties"] or {}, body.get("identity"), current_caller(), subscription.tenant_id,
+            ctx.settings.login_server_suffix)
+        response_body = to_arm(change.registry, ctx.settings.login_server_suffix)
+    ctx.worker.wake()
+    status_url, _ = _status_urls(change.registry.arm_id, change.operation.id)
+    return arm_json(response_body, 201 if change.created else 200, async_operation_headers(status_url))
+
+
+@bp.route(REGISTRY, methods=["PATCH"])
+@versions
+@requires(actions.REGISTRY_WRITE)
+def patch_registry(subscription_id: str, group_name: str, registry_name: str):
+    raw = json_body()
+    body = load(RegistryPatch(), raw)
+    if "tags" in body:
+        body["tags"] = validate_tags(body["tags"])
+    ctx = app_context()
+    with ctx.db.session() as session:
+        subscription = subscription_for_caller(session, subscription_id)
+        group = resource_groups.get_writable(session, subscription.id, group_name)
+        registry = service.get(session, group, registry_name)
+        change = service.update(session, registry, body, raw.get("location"), current_caller(),
+                                subscription.tenant_id)
+        response_body = to_arm(change.registry, ctx.settings.login_server_suffix)
+    ctx.worker.wake()
+    status_url, _ = _status_urls(change.registry.arm_id, change.operation.id)
+    return arm_json(response_body, 201, async_operation_headers(status_url))
+
+
+@bp.route(REGISTRY, methods=["GET"])
+@versions
+@requires(actions.REGISTRY_READ)
+def get_registry(subscription_id: str, group_name: str, registry_name: str):
+    ctx = app_context()
+    with ctx.db.session() as session:
+        subscription = subscription_for_caller(session, subscription_id)
+        group = resource_groups.get(session, subscription.id, group_name)
+        return arm_json(to_arm(service.get(session, group, registry_name), ctx.settings.login_server_suffix))
+
+
+@bp.route(REGISTRY, methods=["DELETE"])
+@versions
+@requires(actions.REGISTRY_DELETE)
+def delete_registry(subscription_id: str, group_name: str, registry_name: str):
+    ctx = app_context()
+    with ctx.db.session() as session:
+        subscription = subscription_for_caller(session, subscription_id)
+        group = resource_groups.get(session, subscription.id, group_name)
+        registry = service.find(session, group, registry_name)
+        if registry is None:
+            return empty(204)
+        operation = service.begin_delete(session, registry)
+    ctx.worker.wake()
+    status_url, location_url = _status_urls(registry.arm_id, operation.id)
+    return empty(202, async_operation_headers(status_url, location_url))
+
+
+def _list(subscription_id: str, group_name: str | None):
+    ctx = app_context()
+    page = page_request(request.args, 1, ctx.settings.page_size)
+    with ctx.db.session() as session:
+        subscription = subscription_for_caller(session, subscription_id)
+        group = resource_groups.get(session, subscription.id, group_name) if group_name else None
+        registries, last = service.list_page(session, page, subscription.id, group)
+        items = [to_arm(r, ctx.settings.login_server_suffix) for r in registries]
+        return arm_json(page_body(items, next_link(base_url(), request.path, request.args, last)))
+
+
+@bp.route("/subscriptions/<subscription_id>" + PROVIDER + "/registries", methods=["GET"])
+@versions
+@requires(actions.REGISTRY_READ)
+def list_registries(subscription_id: str):
+    return _list(subscription_id, None)
+
+
+@bp.route(GROUP + PROVIDER + "/registries", methods=["GET"])
+@versions
+@requires(actions.REGISTRY_READ)
+def list_registries_by_group(subscription_id: str, group_name: str):
+    return _list(subscription_id, group_name)
+
+
+def _registry(session, subscription_id: str, group_name: str, registry_name: str):
+    subscription = subscription_for_caller(session, subscription_id)
+    return service.get(session, resource_groups.get(session, subscription.id, group_name), registry_name)
+
+
+@bp.route(REGISTRY + "/listCredentials", methods=["POST"])
+@versions
+@requires(actions.LIST_CREDENTIALS)
+def list_credentials(subscription_id: str, group_name: str, registry_name: str):
+    ctx = app_context()
+    with ctx.db.session() as session:
+        registry = _registry(session, subscription_id, group_name, registry_name)
+        return arm_json(service.credentials(ctx.cipher, registry))
+
+
+@bp.route(REGISTRY + "/regenerateCredential", methods=["POST"])
+@versions
+@requires(actions.REGENERATE_CREDENTIAL)
+def regenerate_credential(subscription_id: str, group_name: str, registry_name: str):
+    body = load(RegenerateCredential(), json_body())
+    ctx = app_context()
+    with ctx.db.session() as session:
+        registry = _registry(session, subscription_id, group_name, registry_name)
+        return arm_json(service.regenerate_credential(session, ctx.cipher, registry, body["name"]))
+
+
+@bp.route(REGISTRY + "/listUsages", methods=["GET"])
+@versions
+@requires(actions.LIST_USAGES)
+def list_usages(subscription_id: str, group_name: str, registry_name: str):
+    ctx = app_context()
+    with ctx.db.session() as session:
+        registry = _registry(session, subscription_id, group_name, registry_name)
+    try:
+        size = ctx.storage.for_location(registry.location).container_size(registry.container_name)
+    except StorageError:
+        size = 0
+    return arm_json(service.usages(registry, size))

@@ -1,0 +1,53 @@
+"""The Registry JSON clients read: the stored properties plus the read-only fields ARM fills in."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from control_plane.registries.models import Registry
+from control_plane.registries.schemas import REGISTRY_TYPE
+
+
+def _timestamp(value) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def login_server(registry: Registry, suffix: str) -> str:
+    return f"{registry.name_key}.{suffix}"
+
+
+def to_arm(registry: Registry, login_server_suffix: str) -> dict[str, Any]:
+    properties = copy.deepcopy(registry.properties)
+    properties["policies"]["retentionPolicy"]["lastUpdatedTime"] = _timestamp(registry.modified_at)
+    properties.update({
+        "loginServer": login_server(registry, login_server_suffix),
+        "creationDate": _timestamp(registry.created_at),
+        "provisioningState": registry.provisioning_state,
+        "status": None,
+        "dataEndpointHostNames": (
+            [f"{registry.name_key}.{registry.location}.data.{login_server_suffix}"]
+            if properties.get("dataEndpointEnabled") else []
+        ),
+        "privateEndpointConnections": [],
+    })
+    body: dict[str, Any] = {
+        "id": registry.arm_id,
+        "name": registry.name,
+        "type": REGISTRY_TYPE,
+        "location": registry.location,
+        "tags": registry.tags or {},
+        "sku": {"name": registry.sku, "tier": registry.sku},
+        "systemData": {
+            "createdBy": registry.created_by,
+            "createdByType": registry.created_by_type,
+            "createdAt": _timestamp(registry.created_at),
+            "lastModifiedBy": registry.modified_by,
+            "lastModifiedByType": registry.modified_by_type,
+            "lastModifiedAt": _timestamp(registry.modified_at),
+        },
+        "properties": properties,
+    }
+    if registry.identity:
+        body["identity"] = registry.identity
+    return body

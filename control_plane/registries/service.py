@@ -1,0 +1,261 @@
+"""Registries: create-or-replace, update, read, list, delete, admin credentials and usages.
+
+Provisioning (the blob container) happens in operations run by the worker; see provisioning.py.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from control_plane.arm.errors import BadRequest, Conflict, ResourceNotFound
+from control_plane.arm.paging import PageRequest
+from control_plane.crypto import Cipher, random_password
+from control_plane.db import is_unique_violation, utcnow
+from control_plane.identity.tokens import Caller
+from control_plane.operations import service as operations
+from control_plane.registries import names
+from control_plane.registries.models import Registry
+from control_plane.registries.schemas import DEFAULT_PROPERTIES, REGISTRY_TYPE, merge, with_defaults
+from control_plane.resource_groups.models import ResourceGroup
+
+PROVISION_KIND = "registries/provision"
+DELETE_KIND = "registries/delete"
+CREATING, UPDATING, DELETING, SUCCEEDED, FAILED = "Creating", "Updating", "Deleting", "Succeeded", "Failed"
+GIB = 1024 ** 3
+
+# Per-SKU limits, from the ACR service tiers.
+SKU_LIMITS = {
+    "Classic": {"Size": 10 * GIB, "Webhooks": 2, "ScopeMaps": 100, "Tokens": 100},
+    "Basic": {"Size": 10 * GIB, "Webhooks": 2, "ScopeMaps": 100, "Tokens": 100},
+    "Standard": {"Size": 100 * GIB, "Webhooks": 10, "ScopeMaps": 500, "Tokens": 500},
+    "Premium": {"Size": 500 * GIB, "Webhooks": 500, "ScopeMaps": 50000, "Tokens": 50000},
+}
+
+
+@dataclass(frozen=True)
+class Change:
+    registry: Registry
+    operation: operations.Operation
+    created: bool = False
+
+
+def find(session: Session, group: ResourceGroup, name: str) -> Registry | None:
+    return session.scalar(sa.select(Registry).where(Registry.resource_group_id == group.id,
+                                                    Registry.name_key == name.lower()))
+
+
+def get(session: Session, group: ResourceGroup, name: str) -> Registry:
+    registry = find(session, group, name)
+    if registry is None:
+        raise ResourceNotFound(REGISTRY_TYPE, name, group.name)
+    return registry
+
+
+def check_name_availability(session: Session, name: Any, resource_type: Any) -> dict[str, Any]:
+    if resource_type != REGISTRY_TYPE:
+        raise BadRequest(f"The resource type '{str(resource_type)[:100]}' is not valid; expected "
+                         f"'{REGISTRY_TYPE}'.", code="InvalidParameter", target="type")
+    problem = names.name_problem(name)
+    if problem:
+        return {"nameAvailable": False, "reason": "Invalid", "message": problem}
+    if session.scalar(sa.select(Registry.id).where(Registry.name_key == name.lower())):
+        return {"nameAvailable": False, "reason": "AlreadyExists", "message": f"The registry {name} is already in use."}
+    return {"nameAvailable": True}
+
+
+def _caller_fields(caller: Caller) -> tuple[str, str]:
+    return caller.app_id or caller.object_id, "Application"
+
+
+def check_sku_features(sku: str, properties: dict[str, Any]) -> None:
+    """Premium-only settings (and Standard-or-better anonymous pull) refused on lower tiers, as ACR does."""
+    premium = [
+        ("networkRuleSet.defaultAction", properties["networkRuleSet"]["defaultAction"] == "Deny"),
+        ("networkRuleSet.ipRules", bool(properties["networkRuleSet"]["ipRules"])),
+        ("publicNetworkAccess", properties["publicNetworkAccess"] == "Disabled"),
+        ("zoneRedundancy", properties["zoneRedundancy"] == "Enabled"),
+        ("dataEndpointEnabled", properties["dataEndpointEnabled"]),
+        ("encryption", properties["encryption"]["status"] == "enabled"),
+        ("policies.trustPolicy", properties["policies"]["trustPolicy"]["status"] == "enabled"),
+        ("policies.retentionPolicy", properties["policies"]["retentionPolicy"]["status"] == "enabled"),
+        ("policies.quarantinePolicy", properties["policies"]["quarantinePolicy"]["status"] == "enabled"),
+        ("policies.exportPolicy", properties["policies"]["exportPolicy"]["status"] == "disabled"),
+    ]
+    if sku != "Premium":
+        for target, used in premium:
+            if used:
+                raise BadRequest(f"The property '{target}' can only be set on registries with the Premium SKU; "
+                                 f"this registry's SKU is '{sku}'.", code="FeatureNotSupportedForSku",
+                                 target=f"properties.{target}")
+    if sku in ("Basic", "Classic") and properties["anonymousPullEnabled"]:
+        raise BadRequest(f"Anonymous pull requires the Standard or Premium SKU; this registry's SKU is '{sku}'.",
+                         code="FeatureNotSupportedForSku", target="properties.anonymousPullEnabled")
+    export_disabled = properties["policies"]["exportPolicy"]["status"] == "disabled"
+    if export_disabled and properties["publicNetworkAccess"] != "Disabled":
+        raise BadRequest("The export policy can only be disabled when public network access is disabled.",
+                         code="InvalidParameter", target="properties.policies.exportPolicy")
+
+
+def _identity(identity: dict[str, Any] | None, tenant_id: str, previous: dict | None) -> dict | None:
+    if not identity or identity["type"] == "None":
+        return None
+    result: dict[str, Any] = {"type": identity["type"]}
+    if "SystemAssigned" in identity["type"]:
+        result["principalId"] = (previous or {}).get("principalId") or str(uuid.uuid4())
+        result["tenantId"] = tenant_id
+    if "UserAssigned" in identity["type"]:
+        known = (previous or {}).get("userAssignedIdentities") or {}
+        result["userAssignedIdentities"] = {
+            rid: known.get(rid) or {"principalId": str(uuid.uuid4()), "clientId": str(uuid.uuid4())}
+            for rid in (identity.get("userAssignedIdentities") or {})
+        }
+    return result
+
+
+def create_or_replace(session: Session, cipher: Cipher, group: ResourceGroup, name: str, location: str,
+                      sku: str, tags: dict, properties: dict, identity: dict | None, caller: Caller,
+                      tenant_id: str, login_server_suffix: str) -> Change:
+    """PUT: a new registry (201) or a whole replacement of one this group already holds (200)."""
+    names.validate_name(name)
+    properties = with_defaults(properties)
+    check_sku_features(sku, properties)
+    by, by_type = _caller_fields(caller)
+    existing = session.scalar(sa.select(Registry).where(Registry.name_key == name.lower()))
+    if existing is None:
+        registry = Registry(
+            id=str(uuid.uuid4()), subscription_id=group.subscription_id, resource_group_id=group.id,
+            resource_group_name=group.name, name=name, name_key=name.lower(), location=location, sku=sku, tags=tags,
+            identity=_identity(identity, tenant_id, None), properties=properties, provisioning_state=CREATING,
+            admin_password_1=cipher.encrypt(random_password()), admin_password_2=cipher.encrypt(random_password()),
+            created_by=by, created_by_type=by_type, modified_by=by, modified_by_type=by_type,
+        )
+        registry.container_name = f"{name.lower()}-{registry.id[:8]}"
+        try:
+            with session.begin_nested():
+                session.add(registry)
+        except IntegrityError as exc:
+            if not is_unique_violation(exc):
+                raise
+            existing = session.scalar(sa.select(Registry).where(Registry.name_key == name.lower()))
+            if existing is None:
+                raise Conflict(names.taken_message(name, login_server_suffix), code="AlreadyInUse") from None
+        else:
+            return Change(registry, _start(session, PROVISION_KIND, registry), created=True)
+
+    if existing.resource_group_id != group.id:
+        raise Conflict(names.taken_message(name, login_server_suffix), code="AlreadyInUse")
+    registry = existing
+    if registry.provisioning_state == DELETING:
+        raise Conflict(f"The registry '{registry.name}' is being deleted; retry once the delete has finished.",
+                       code="RegistryBeingDeleted")
+    if registry.location != location:
+        raise BadRequest(f"The resource '{registry.name}' already exists in location '{registry.location}' in "
+                         f"resource group '{group.name}'. A resource with the same name cannot be created in "
+                         f"location '{location}'. Please select a new resource name.",
+                         code="InvalidResourceLocation", target="location")
+    if registry.properties["zoneRedundancy"] != properties["zoneRedundancy"]:
+        raise BadRequest("The property 'zoneRedundancy' cannot be changed after the registry is created.",
+                         code="InvalidParameter", target="properties.zoneRedundancy")
+    registry.sku, registry.tags, registry.properties = sku, tags, properties
+    registry.identity = _identity(identity, tenant_id, registry.identity)
+    _touch(registry, caller, UPDATING)
+    return Change(registry, _start(session, PROVISION_KIND, registry))
+
+
+def update(session: Session, registry: Registry, patch: dict[str, Any], location: Any, caller: Caller,
+           tenant_id: str) -> Change:
+    """PATCH: merge what was sent; tags replace the whole map; location and zone redundancy never change."""
+    if registry.provisioning_state == DELETING:
+        raise Conflict(f"The registry '{registry.name}' is being deleted.", code="RegistryBeingDeleted")
+    if location is not None and (not isinstance(location, str) or
+                                 "".join(location.split()).lower() != registry.location):
+        raise BadRequest("The property 'location' cannot be changed.", code="InvalidParameter", target="location")
+    properties = merge(registry.properties, patch.get("properties") or {}, DEFAULT_PROPERTIES)
+    sku = patch["sku"]["name"] if "sku" in patch else registry.sku
+    check_sku_features(sku, properties)
+    registry.properties, registry.sku = properties, sku
+    if "tags" in patch:
+        registry.tags = patch["tags"]
+    if "identity" in patch:
+        registry.identity = _identity(patch["identity"], tenant_id, registry.identity)
+    _touch(registry, caller, UPDATING)
+    return Change(registry, _start(session, PROVISION_KIND, registry))
+
+
+def begin_delete(session: Session, registry: Registry) -> operations.Operation:
+    registry.provisioning_state = DELETING
+    return _start(session, DELETE_KIND, registry)
+
+
+def _touch(registry: Registry, caller: Caller, state: str) -> None:
+    registry.modified_by, registry.modified_by_type = _caller_fields(caller)
+    registry.modified_at = utcnow()
+    registry.provisioning_state = state
+
+
+def _start(session: Session, kind: str, registry: Registry) -> operations.Operation:
+    session.flush()
+    return operations.start(session, kind, registry.subscription_id, registry.arm_id, prefix="registries",
+                            payload={"registryId": registry.id, "container": registry.container_name,
+                                     "location": registry.location})
+
+
+def list_page(session: Session, page: PageRequest, subscription_id: str,
+              group: ResourceGroup | None = None) -> tuple[list[Registry], tuple | None]:
+    """Registries in name order, one keyset page at a time."""
+    query = sa.select(Registry).where(Registry.subscription_id == subscription_id)
+    if group is not None:
+        query = query.where(Registry.resource_group_id == group.id)
+    if page.after:
+        query = query.where(Registry.name_key > page.after[0])
+    registries = list(session.scalars(query.order_by(Registry.name_key).limit(page.size + 1)))
+    more = len(registries) > page.size
+    registries = registries[: page.size]
+    return registries, ((registries[-1].name_key,) if more else None)
+
+
+def credentials(cipher: Cipher, registry: Registry) -> dict[str, Any]:
+    if not registry.properties.get("adminUserEnabled"):
+        raise BadRequest(f"Cannot perform credential operations for {registry.arm_id} as admin user is disabled. "
+                         "Kindly enable admin user as per docs: https://docs.microsoft.com/azure/container-registry/"
+                         "container-registry-authentication#admin-account", code="UnAuthorizedForCredentialOperations")
+    return {"username": registry.name, "passwords": [
+        {"name": "password", "value": cipher.decrypt(registry.admin_password_1)},
+        {"name": "password2", "value": cipher.decrypt(registry.admin_password_2)},
+    ]}
+
+
+def regenerate_credential(session: Session, cipher: Cipher, registry: Registry, which: str) -> dict[str, Any]:
+    credentials(cipher, registry)
+    if which == "password":
+        registry.admin_password_1 = cipher.encrypt(random_password())
+    else:
+        registry.admin_password_2 = cipher.encrypt(random_password())
+    session.flush()
+    return credentials(cipher, registry)
+
+
+def usages(registry: Registry, size_bytes: int) -> dict[str, Any]:
+    limits = SKU_LIMITS[registry.sku]
+    return {"value": [
+        {"name": "Size", "limit": limits["Size"], "currentValue": size_bytes, "unit": "Bytes"},
+        {"name": "Webhooks", "limit": limits["Webhooks"], "currentValue": 0, "unit": "Count"},
+        {"name": "ScopeMaps", "limit": limits["ScopeMaps"], "currentValue": 0, "unit": "Count"},
+        {"name": "Tokens", "limit": limits["Tokens"], "currentValue": 0, "unit": "Count"},
+    ]}
+
+
+def generic_resources(session: Session, subscription_id: str, after: str | None, limit: int) -> list[dict]:
+    """Registries as generic ARM resources, for `GET /subscriptions/{sub}/resources`."""
+    query = sa.select(Registry).where(Registry.subscription_id == subscription_id)
+    registries = list(session.scalars(query.order_by(Registry.resource_group_name, Registry.name_key)))
+    items = [{"id": r.arm_id, "name": r.name, "type": REGISTRY_TYPE, "location": r.location,
+              "tags": r.tags or {}, "sku": {"name": r.sku, "tier": r.sku}} for r in registries]
+    items = sorted((i for i in items if after is None or i["id"].lower() > after), key=lambda i: i["id"].lower())
+    return items[:limit]

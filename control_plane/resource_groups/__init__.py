@@ -1,0 +1,1 @@
+"""Microsoft.Resources resource groups, and the subscription-wide generic resource list."""

@@ -1,0 +1,119 @@
+"""Microsoft.Resources routes: resource groups and the subscription's generic resource list."""
+
+from __future__ import annotations
+
+import re
+
+from flask import Blueprint, request
+
+from control_plane.arm import api_versions
+from control_plane.arm.errors import BadRequest, Conflict
+from control_plane.arm.http import arm_json, base_url, empty, json_body
+from control_plane.arm.paging import next_link, page_body, page_request
+from control_plane.arm.validation import load, validate_location, validate_tags
+from control_plane.authorization import actions
+from control_plane.authorization.enforce import requires, subscription_for_caller
+from control_plane.context import app_context
+from control_plane.resource_groups import service
+from control_plane.resource_groups.schemas import ResourceGroupPatch, ResourceGroupPut, to_arm
+
+bp = Blueprint("resource_groups", __name__)
+
+GROUP = "/subscriptions/<subscription_id>/resourceGroups/<group_name>"
+versions = api_versions.require_api_version(api_versions.RESOURCES)
+
+
+@bp.route(GROUP, methods=["PUT"])
+@versions
+@requires(actions.GROUP_WRITE)
+def put_group(subscription_id: str, group_name: str):
+    body = load(ResourceGroupPut(), json_body())
+    ctx = app_context()
+    service.validate_name(group_name)
+    location = validate_location(body["location"], ctx.settings.locations, "resource group",
+                                 "LocationNotAvailableForResourceGroup")
+    tags = validate_tags(body["tags"])
+    with ctx.db.session() as session:
+        subscription = subscription_for_caller(session, subscription_id)
+        group, created = service.create_or_update(session, subscription.id, group_name, location, tags,
+                                                  body["managed_by"])
+        return arm_json(to_arm(group), 201 if created else 200)
+
+
+@bp.route(GROUP, methods=["GET"])
+@versions
+@requires(actions.GROUP_READ)
+def get_group(subscription_id: str, group_name: str):
+    ctx = app_context()
+    with ctx.db.session() as session:
+        subscription = subscription_for_caller(session, subscription_id)
+        if request.method == "HEAD":
+            return empty(204 if service.find(session, subscription.id, group_name) else 404)
+        return arm_json(to_arm(service.get(session, subscription.id, group_name)))
+
+
+@bp.route(GROUP, methods=["PATCH"])
+@versions
+@requires(actions.GROUP_WRITE)
+def patch_group(subscription_id: str, group_name: str):
+    body = load(ResourceGroupPatch(), json_body())
+    tags = validate_tags(body["tags"]) if body["tags"] is not None else None
+    ctx = app_context()
+    with ctx.db.session() as session:
+        subscription = subscription_for_caller(session, subscription_id)
+        group = service.get_writable(session, subscription.id, group_name)
+        return arm_json(to_arm(service.update(session, group, tags, body["managed_by"])))
+
+
+@bp.route(GROUP, methods=["DELETE"])
+@versions
+@requires(actions.GROUP_DELETE)
+def delete_group(subscription_id: str, group_name: str):
+    ctx = app_context()
+    with ctx.db.session() as session:
+        subscription = subscription_for_caller(session, subscription_id)
+        group = service.get(session, subscription.id, group_name)
+        if group.provisioning_state == "Deleting":
+            raise Conflict(f"The resource group '{group.name}' is already being deleted.",
+                           code="ResourceGroupBeingDeleted")
+        operation_id = service.begin_delete(session, group).id
+    ctx.worker.wake()
+    location = (f"{base_url()}/subscriptions/{subscription.id}/operationResults/{operation_id}"
+                f"?api-version={request.args['api-version']}")
+    return empty(202, {"Location": location, "Retry-After": "1"})
+
+
+@bp.route("/subscriptions/<subscription_id>/resourceGroups", methods=["GET"])
+@versions
+@requires(actions.GROUP_READ)
+def list_groups(subscription_id: str):
+    ctx = app_context()
+    page = page_request(request.args, 1, ctx.settings.page_size)
+    with ctx.db.session() as session:
+        subscription = subscription_for_caller(session, subscription_id)
+        groups, last = service.list_page(session, subscription.id, page)
+        link = next_link(base_url(), request.path, request.args, last)
+        return arm_json(page_body([to_arm(g) for g in groups], link))
+
+
+FILTER_CLAUSE = re.compile(r"^\s*resourceType\s+eq\s+'([^']{1,256})'\s*$", re.IGNORECASE)
+
+
+@bp.route("/subscriptions/<subscription_id>/resources", methods=["GET"])
+@versions
+@requires(actions.RESOURCES_READ)
+def list_resources(subscription_id: str):
+    ctx = app_context()
+    resource_type = None
+    raw_filter = request.args.get("$filter")
+    if raw_filter:
+        match = FILTER_CLAUSE.match(raw_filter)
+        if not match:
+            raise BadRequest(f"The $filter '{raw_filter[:200]}' is not supported. Supported: resourceType eq "
+                             "'<type>'.", code="InvalidFilterInQueryString", target="$filter")
+        resource_type = match.group(1)
+    page = page_request(request.args, 1, ctx.settings.page_size)
+    with ctx.db.session() as session:
+        subscription = subscription_for_caller(session, subscription_id)
+        resources, last = service.list_resources(session, subscription.id, resource_type, page)
+        return arm_json(page_body(resources, next_link(base_url(), request.path, request.args, last)))

@@ -1,0 +1,43 @@
+"""Resource group bodies: what a PUT/PATCH may carry, and the JSON a client reads back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, fields
+
+from control_plane.resource_groups.models import ResourceGroup
+
+
+class ResourceGroupPut(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    location = fields.Raw(load_default=None)
+    tags = fields.Raw(load_default=None)
+    managed_by = fields.String(data_key="managedBy", load_default=None, allow_none=True)
+    properties = fields.Dict(load_default=None, allow_none=True)
+
+
+class ResourceGroupPatch(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    tags = fields.Raw(load_default=None)
+    managed_by = fields.String(data_key="managedBy", load_default=None, allow_none=True)
+    name = fields.String(load_default=None, allow_none=True)
+    properties = fields.Dict(load_default=None, allow_none=True)
+
+
+def to_arm(group: ResourceGroup) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": group.arm_id,
+        "name": group.name,
+        "type": "Microsoft.Resources/resourceGroups",
+        "location": group.location,
+        "tags": group.tags or {},
+        "properties": {"provisioningState": group.provisioning_state},
+    }
+    if group.managed_by:
+        body["managedBy"] = group.managed_by
+    return body

@@ -1,0 +1,1 @@
+"""Alembic environment; installed as control_plane.migrations."""
