@@ -150,7 +150,7 @@ class Settings:
             max_body_bytes=_int(get, "MAX_BODY_BYTES", 1024 * 1024, minimum=1024),
             page_size=_int(get, "PAGE_SIZE", 100, minimum=1),
             worker_poll_seconds=float(get("WORKER_POLL_SECONDS", "1.0")),
-            operation_lease_seconds=_int(get, "OPERATION_LEASE_SECONDS", 60, minimum=5),
+            operation_lease_seconds=_int(get, "OPERATION_LEASE_SECONDS", 30, minimum=2),
             log_level=get("LOG_LEVEL", "INFO").upper(),
         )
 

@@ -20,7 +20,8 @@ from control_plane.operations.models import FAILED, IN_PROGRESS, Operation
 
 bp = Blueprint("operations", __name__)
 
-ANY_VERSION = api_versions.CONTAINER_REGISTRY + api_versions.RESOURCES
+ANY_VERSION = api_versions.CONTAINER_REGISTRY + tuple(
+    v for v in api_versions.RESOURCES if v not in api_versions.CONTAINER_REGISTRY)
 
 
 def _timestamp(value) -> str | None:
@@ -63,9 +64,10 @@ def _result(subscription_id: str, operation_id: str):
     if operation.status == IN_PROGRESS:
         return empty(202, {"Location": f"{base_url()}{request.full_path.rstrip('?')}", "Retry-After": "1"})
     if operation.status == FAILED:
-        raise ArmError(operation.error_message or "The operation failed.",
-                       code=operation.error_code or "InternalServerError", status=500
-                       if (operation.error_code or "InternalServerError") == "InternalServerError" else 409)
+        code = operation.error_code or "InternalServerError"
+        # A failure with a known cause is the resource's state, not a server fault: 409, as ARM reports conflicts.
+        raise ArmError(operation.error_message or "The operation failed.", code=code,
+                       status=500 if code == "InternalServerError" else 409)
     return empty(200)
 
 

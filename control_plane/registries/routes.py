@@ -45,6 +45,40 @@ def list_operations():
     ]})
 
 
+def _provider(subscription_id: str) -> dict:
+    ctx = app_context()
+    return {
+        "id": f"/subscriptions/{subscription_id}{PROVIDER}",
+        "namespace": "Microsoft.ContainerRegistry",
+        "registrationState": "Registered",
+        "registrationPolicy": "RegistrationRequired",
+        "resourceTypes": [{"resourceType": "registries", "locations": list(ctx.settings.locations),
+                           "apiVersions": list(api_versions.CONTAINER_REGISTRY),
+                           "capabilities": "CrossResourceGroupResourceMove, CrossSubscriptionResourceMove"}],
+    }
+
+
+@bp.route("/subscriptions/<subscription_id>" + PROVIDER, methods=["GET"])
+@api_versions.require_api_version(api_versions.RESOURCES)
+@requires(actions.PROVIDER_READ)
+def get_provider(subscription_id: str):
+    """Every subscription is registered for the provider; tools that probe registration still get an answer."""
+    ctx = app_context()
+    with ctx.db.session() as session:
+        subscription = subscription_for_caller(session, subscription_id)
+    return arm_json(_provider(subscription.id))
+
+
+@bp.route("/subscriptions/<subscription_id>" + PROVIDER + "/register", methods=["POST"])
+@api_versions.require_api_version(api_versions.RESOURCES)
+@requires(actions.REGISTER)
+def register_provider(subscription_id: str):
+    ctx = app_context()
+    with ctx.db.session() as session:
+        subscription = subscription_for_caller(session, subscription_id)
+    return arm_json(_provider(subscription.id))
+
+
 @bp.route("/subscriptions/<subscription_id>" + PROVIDER + "/checkNameAvailability", methods=["POST"])
 @versions
 @requires(actions.CHECK_NAME)

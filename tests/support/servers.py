@@ -60,8 +60,8 @@ class Azurite:
 
 
 @contextmanager
-def azurite(binary: Path, accounts: tuple[str, ...], workdir: Path):
-    port = free_port()
+def azurite(binary: Path, accounts: tuple[str, ...], workdir: Path, port: int | None = None):
+    port = port or free_port()
     env = dict(os.environ, AZURITE_ACCOUNTS=";".join(f"{a}:{AZURITE_KEY}" for a in accounts))
     process = subprocess.Popen(
         [str(binary), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence", "--loose",
