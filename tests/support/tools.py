@@ -50,3 +50,9 @@ def az_cli() -> Path:
         subprocess.run([str(venv / "bin" / "pip"), "install", "-q", f"azure-cli=={AZURE_CLI_VERSION}"],
                        check=True, stdout=sys.stderr)
     return binary
+
+
+if __name__ == "__main__":
+    # `python -m tests.support.tools`: install both up front (CI does, so a slow download shows as such).
+    print(f"azurite: {azurite_blob()}")
+    print(f"az: {az_cli()}")
