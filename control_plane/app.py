@@ -50,12 +50,13 @@ def create_app(settings: Settings | None = None, *, start_worker: bool = False) 
     context = build_context(settings)
     app.extensions["control_plane"] = context
 
+    from control_plane.authorization.routes import bp as authorization_bp
     from control_plane.identity.routes import bp as identity_bp
     from control_plane.operations.routes import bp as operations_bp
     from control_plane.registries.routes import bp as registries_bp
     from control_plane.resource_groups.routes import bp as resource_groups_bp
 
-    for blueprint in (identity_bp, resource_groups_bp, registries_bp, operations_bp):
+    for blueprint in (identity_bp, resource_groups_bp, registries_bp, operations_bp, authorization_bp):
         app.register_blueprint(blueprint)
     http.install(app, settings.max_body_bytes)
 

@@ -36,7 +36,7 @@ def init(session: Session, reset_secret: bool = False) -> tuple[dict[str, Any], 
         secret = owner.secret
     elif reset_secret:
         principal = session.get(ServicePrincipal, state["objectId"])
-        secret = identity.add_client_secret(session, principal, "init --reset-secret")
+        secret = identity.add_client_secret(session, principal.app_id, "init --reset-secret")
     return state, secret
 
 

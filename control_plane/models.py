@@ -1,13 +1,23 @@
 """Every model, imported once so Alembic and the drift test see the whole schema."""
 
-from control_plane.authorization.models import RoleAssignment
+from control_plane.authorization.models import ActivityLogEntry, RoleAssignment
 from control_plane.db import Base
-from control_plane.identity.models import ClientSecret, ServicePrincipal, SigningKey, Subscription, SystemState, Tenant
+from control_plane.identity.models import (
+    Application,
+    ClientSecret,
+    ServicePrincipal,
+    SigningKey,
+    Subscription,
+    SystemState,
+    Tenant,
+)
 from control_plane.operations.models import Operation
 from control_plane.registries.models import Registry
 from control_plane.resource_groups.models import ResourceGroup
 
 metadata = Base.metadata
 
-__all__ = ["ClientSecret", "Operation", "Registry", "ResourceGroup", "RoleAssignment", "ServicePrincipal",
-           "SigningKey", "Subscription", "SystemState", "Tenant", "metadata"]
+__all__ = [
+    "ActivityLogEntry", "Application", "ClientSecret", "Operation", "Registry", "ResourceGroup", "RoleAssignment",
+    "ServicePrincipal", "SigningKey", "Subscription", "SystemState", "Tenant", "metadata",
+]

@@ -72,7 +72,7 @@ def _check_request_body() -> None:
 
 def json_body(required: bool = True) -> dict[str, Any]:
     """The request body as a JSON object; ARM's InvalidRequestContent for anything else."""
-    raw = request.get_data(cache=True)
+    raw = _request_body()
     if not raw.strip():
         if required:
             raise InvalidRequestContent("The request content was invalid and could not be deserialized: "
@@ -84,10 +84,22 @@ def json_body(required: bool = True) -> dict[str, Any]:
         raise InvalidRequestContent(
             f"The request content was invalid and could not be deserialized: {str(exc)[:200]}"
         ) from None
+    except RecursionError:
+        raise InvalidRequestContent("The request content was invalid and could not be deserialized: "
+                                    "the JSON is nested too deeply.") from None
     if not isinstance(body, dict):
         raise InvalidRequestContent("The request content was invalid and could not be deserialized: "
                                     "the body must be a JSON object.")
     return body
+
+
+def _request_body() -> bytes:
+    """The body, refusing one over the limit: werkzeug stops a chunked body at the limit without saying so."""
+    raw = request.get_data(cache=True)
+    limit = request.max_content_length
+    if limit is not None and len(raw) >= limit and request.environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge(f"The request content exceeds the maximum of {limit} bytes.")
+    return raw
 
 
 def base_url() -> str:
@@ -125,7 +137,20 @@ def _add_protocol_headers(response: Response) -> Response:
     return response
 
 
+# An unread body makes the server close the connection with a TCP reset, which can destroy a 413 before the client
+# reads it (clients send the whole body first); bodies up to this size are read and dropped instead.
+DRAIN_MAX_BYTES = 16 * 1024 * 1024
+
+
+def _drain_unread_body() -> None:
+    stream, left = request.environ["wsgi.input"], DRAIN_MAX_BYTES
+    while left > 0 and (chunk := stream.read(min(left, 65536))):
+        left -= len(chunk)
+
+
 def _render_arm_error(error: ArmError) -> Response:
+    if error.status == 413:
+        _drain_unread_body()
     if error.status >= 500:
         log.warning("request failed: %s %s -> %s %s", request.method, request.path, error.status, error.code)
     return arm_json(error.envelope(), error.status, error.headers)

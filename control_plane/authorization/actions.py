@@ -69,11 +69,21 @@ SUBSCRIPTION_READ = Action(f"{RESOURCES}/subscriptions/read", "Get Subscriptions
 PROVIDER_READ = Action(f"{RESOURCES}/subscriptions/providers/read", "Get Resource Providers",
                        "Gets or lists resource providers.", "Resource Providers", RESOURCES)
 
+AUTHORIZATION = "Microsoft.Authorization"
+ROLE_ASSIGNMENT_READ = Action(f"{AUTHORIZATION}/roleAssignments/read", "Get role assignment",
+                              "Get information about a role assignment.", "Role Assignment", AUTHORIZATION)
+ROLE_ASSIGNMENT_WRITE = Action(f"{AUTHORIZATION}/roleAssignments/write", "Create role assignment",
+                               "Create a role assignment at the specified scope.", "Role Assignment", AUTHORIZATION)
+ROLE_ASSIGNMENT_DELETE = Action(f"{AUTHORIZATION}/roleAssignments/delete", "Delete role assignment",
+                                "Delete a role assignment at the specified scope.", "Role Assignment", AUTHORIZATION)
+ROLE_DEFINITION_READ = Action(f"{AUTHORIZATION}/roleDefinitions/read", "Get role definition",
+                              "Get information about a role definition.", "Role Definition", AUTHORIZATION)
+
 ALL_ACTIONS: tuple[Action, ...] = (
     REGISTER, CHECK_NAME, OPERATIONS_READ, REGISTRY_READ, REGISTRY_WRITE, REGISTRY_DELETE, LIST_CREDENTIALS,
     REGENERATE_CREDENTIAL, LIST_USAGES, REGISTRY_OPERATION_STATUS, PULL, PUSH, ARTIFACTS_DELETE,
     GROUP_READ, GROUP_WRITE, GROUP_DELETE, GROUP_OPERATION_RESULT, RESOURCES_READ, SUBSCRIPTION_READ,
-    PROVIDER_READ,
+    PROVIDER_READ, ROLE_ASSIGNMENT_READ, ROLE_ASSIGNMENT_WRITE, ROLE_ASSIGNMENT_DELETE, ROLE_DEFINITION_READ,
 )
 
 

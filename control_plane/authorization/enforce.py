@@ -1,6 +1,7 @@
 """The one place a route asks "who is calling, and may they do this?".
 
-`requires(action)` authenticates the bearer token on every ARM route and records the caller in `flask.g`.
+`requires(action)` authenticates the bearer token on every ARM route, resolves the subscription in its URL, and
+allows the action on the route's scope only when a role assignment grants it (403 AuthorizationFailed otherwise).
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from collections.abc import Callable
 
 from flask import g, request
 
-from control_plane.arm.errors import Unauthorized
+from control_plane.arm.errors import Forbidden, Unauthorized
+from control_plane.authorization import policy
 from control_plane.authorization.actions import Action
 from control_plane.context import app_context
 from control_plane.identity import service as identity
@@ -30,7 +32,7 @@ def authenticate() -> Caller:
     try:
         caller = ctx.issuer.validate(token.strip(), ctx.settings.arm_audiences)
     except InvalidToken as exc:
-        raise Unauthorized(f"The access token is invalid. {exc}", code="InvalidAuthenticationToken") from None
+        raise Unauthorized(f"The access token is invalid. {exc}", code=exc.code) from None
     with ctx.db.session() as session:
         if identity.principal_by_object_id(session, caller.object_id) is None:
             raise Unauthorized("The access token belongs to a principal that no longer exists.",
@@ -46,18 +48,76 @@ def check_subscription_tenant(caller: Caller, subscription_tenant_id: str) -> No
                            code="InvalidAuthenticationTokenTenant")
 
 
-def requires(action: Action) -> Callable:
+def default_scope(kwargs: dict) -> str | None:
+    """The ARM scope a route acts on, read from its URL parameters (None: a tenant-level route)."""
+    subscription_id = kwargs.get("subscription_id")
+    if kwargs.get("registry_name"):
+        return policy.registry_scope(subscription_id, kwargs["group_name"], kwargs["registry_name"])
+    if kwargs.get("group_name"):
+        return policy.group_scope(subscription_id, kwargs["group_name"])
+    if subscription_id and kwargs.get("scope"):
+        return f"{policy.subscription_scope(subscription_id)}/{kwargs['scope']}"
+    if subscription_id:
+        return policy.subscription_scope(subscription_id)
+    if kwargs.get("scope"):
+        return "/" + kwargs["scope"].strip("/")
+    return None
+
+
+def requires(action: Action, *, filtered: bool = False,
+             scope: Callable[[dict], str | None] = default_scope) -> Callable:
+    """Authenticate, resolve the subscription, then allow the action on the route's scope or answer 403.
+
+    `filtered` routes (lists) are refused only when nothing under their scope is allowed; they return only
+    what the caller may read.
+    """
+
     def decorator(view: Callable) -> Callable:
         @functools.wraps(view)
         def wrapper(*args, **kwargs):
-            g.caller = authenticate()
-            g.action = action
+            caller = authenticate()
+            g.caller, g.action = caller, action
+            target = scope(kwargs)
+            ctx = app_context()
+            with ctx.db.session() as session:
+                subscription_id = kwargs.get("subscription_id") or _subscription_in(target)
+                if subscription_id:
+                    subscription_for_caller(session, subscription_id)
+                g.permissions = policy.permissions_of(session, caller.object_id, caller.tenant_id)
+            if target is not None and _refused(g.permissions, action, target, filtered):
+                raise Forbidden(policy.denial_message(caller.app_id, caller.object_id, action.name, target))
             return view(*args, **kwargs)
 
         wrapper.required_action = action
         return wrapper
 
     return decorator
+
+
+def _refused(permissions: policy.Permissions, action: Action, target: str, filtered: bool) -> bool:
+    if filtered:
+        return permissions.allowed_below(action.name, target) == []
+    return not permissions.allows(action.name, target)
+
+
+def _subscription_in(scope: str | None) -> str | None:
+    parts = (scope or "").strip("/").split("/")
+    return parts[1] if len(parts) >= 2 and parts[0].lower() == "subscriptions" else None
+
+
+def may(action: Action, scope: str) -> bool:
+    """For lists: may the current caller see this item?"""
+    return g.permissions.allows(action.name, scope)
+
+
+def may_read(resource_type: str, resource_id: str) -> bool:
+    """For generic resource lists: every ARM resource type's read action is `<type>/read`."""
+    return g.permissions.allows(f"{resource_type}/read", resource_id)
+
+
+def visible_below(action: Action, scope: str) -> list[str] | None:
+    """For lists: None when the caller may see everything under the scope, else the scopes they may see."""
+    return g.permissions.allowed_below(action.name, scope)
 
 
 def current_caller() -> Caller:

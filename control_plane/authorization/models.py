@@ -25,7 +25,35 @@ class RoleAssignment(Base):
     principal_id: Mapped[str] = mapped_column(sa.String(36), index=True)
     principal_type: Mapped[str] = mapped_column(sa.String(32), default="ServicePrincipal")
     description: Mapped[str | None] = mapped_column(sa.Text)
+    condition: Mapped[str | None] = mapped_column(sa.Text)
+    condition_version: Mapped[str | None] = mapped_column(sa.String(16))
+    delegated_managed_identity_resource_id: Mapped[str | None] = mapped_column(sa.String(1024))
     created_on: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_on: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     created_by: Mapped[str | None] = mapped_column(sa.String(36))
     updated_by: Mapped[str | None] = mapped_column(sa.String(36))
+
+
+class ActivityLogEntry(Base):
+    """One mutating call (or credential read), in the Azure Activity Log's terms. Never holds a secret."""
+
+    __tablename__ = "activity_log"
+    __table_args__ = (sa.Index("ix_activity_log_subscription_time", "subscription_id", "event_timestamp"),)
+
+    event_data_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(sa.String(36))
+    subscription_id: Mapped[str] = mapped_column(sa.String(36))
+    resource_group_name: Mapped[str | None] = mapped_column(sa.String(90))
+    resource_id: Mapped[str] = mapped_column(sa.String(1024))
+    resource_provider: Mapped[str] = mapped_column(sa.String(128))
+    resource_type: Mapped[str] = mapped_column(sa.String(256))
+    operation_name: Mapped[str] = mapped_column(sa.String(256))
+    status: Mapped[str] = mapped_column(sa.String(32))
+    http_status: Mapped[int] = mapped_column(sa.Integer)
+    caller_object_id: Mapped[str] = mapped_column(sa.String(256))
+    caller_app_id: Mapped[str | None] = mapped_column(sa.String(256))
+    caller_name: Mapped[str | None] = mapped_column(sa.String(256))
+    correlation_id: Mapped[str] = mapped_column(sa.String(64))
+    operation_id: Mapped[str] = mapped_column(sa.String(64))
+    event_timestamp: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    properties: Mapped[dict] = mapped_column(sa.JSON, default=dict)

@@ -37,18 +37,36 @@ class ServicePrincipal(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
+class Application(Base):
+    """An app registration (Graph `applications`); its service principal shares the appId."""
+
+    __tablename__ = "applications"
+
+    object_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    app_id: Mapped[str] = mapped_column(sa.String(36), unique=True)
+    tenant_id: Mapped[str] = mapped_column(sa.ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    display_name: Mapped[str] = mapped_column(sa.String(256))
+    identifier_uris: Mapped[list] = mapped_column(sa.JSON, default=list)
+    sign_in_audience: Mapped[str] = mapped_column(sa.String(64), default="AzureADMyOrg")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
 class ClientSecret(Base):
+    """A client secret of an application; Graph adds them to the application or to its service principal."""
+
     __tablename__ = "client_secrets"
 
     key_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
-    principal_object_id: Mapped[str] = mapped_column(
-        sa.ForeignKey("service_principals.object_id", ondelete="CASCADE"), index=True
-    )
+    app_id: Mapped[str] = mapped_column(sa.String(36))
+    # 'application' or 'servicePrincipal': which Graph object's passwordCredentials list shows it.
+    owner_type: Mapped[str] = mapped_column(sa.String(32), default="application")
     secret_hash: Mapped[str] = mapped_column(sa.String(128))
     hint: Mapped[str] = mapped_column(sa.String(8))
     display_name: Mapped[str | None] = mapped_column(sa.String(256))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+    __table_args__ = (sa.Index("ix_client_secrets_app_hint", "app_id", "hint"),)
 
 
 class SigningKey(Base):

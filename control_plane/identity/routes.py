@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 import uuid
 
-from flask import Blueprint, request
+from flask import Blueprint, g, request
 
 from control_plane.arm import api_versions
 from control_plane.arm.http import arm_json, base_url
-from control_plane.authorization import actions
+from control_plane.authorization import actions, policy
 from control_plane.authorization.enforce import current_caller, requires, subscription_for_caller
 from control_plane.context import app_context
 from control_plane.identity import service
@@ -28,6 +28,11 @@ def _oauth_error(error: OAuthError):
             "error_codes": [error.aadsts] if error.aadsts else [], "timestamp": time.strftime("%Y-%m-%d %H:%M:%SZ"),
             "trace_id": str(uuid.uuid4()), "correlation_id": str(uuid.uuid4())}
     return arm_json(body, error.status)
+
+
+def _missing_parameter(name: str) -> OAuthError:
+    return OAuthError("invalid_request", f"The request body must contain the following parameter: '{name}'.", 400,
+                      aadsts=900144)
 
 
 @bp.route("/<tenant_id>/v2.0/.well-known/openid-configuration", methods=["GET"])
@@ -75,20 +80,28 @@ def instance_discovery():
 def token(tenant_id: str):
     form = request.form
     try:
-        if form.get("grant_type") != "client_credentials":
-            raise OAuthError("unsupported_grant_type", f"The grant type '{form.get('grant_type', '')[:64]}' is not "
+        # Each missing or wrong parameter gets Entra's own error and AADSTS code; clients branch on them.
+        if not form.get("grant_type"):
+            raise _missing_parameter("grant_type")
+        if form["grant_type"] != "client_credentials":
+            raise OAuthError("unsupported_grant_type", f"The grant type '{form['grant_type'][:64]}' is not "
                              "supported. Use client_credentials.", 400, aadsts=70003)
         client_id, client_secret = form.get("client_id", ""), form.get("client_secret", "")
         if request.authorization and request.authorization.type == "basic":
             client_id = client_id or request.authorization.username or ""
             client_secret = client_secret or request.authorization.password or ""
-        if not client_id or not client_secret:
-            raise OAuthError("invalid_request", "The request body must contain the following parameter: "
-                             "'client_id' and 'client_secret'.", 400, aadsts=900144)
-        audience = audience_for_scope(form.get("scope", ""))
+        if not client_id:
+            raise _missing_parameter("client_id")
+        if not client_secret:
+            raise OAuthError("invalid_client", "The request body must contain the following parameter: "
+                             "'client_assertion' or 'client_secret'.", 401, aadsts=7000218)
+        if not form.get("scope", "").strip():
+            raise _missing_parameter("scope")
+        audience = audience_for_scope(form["scope"])
         if not audience:
-            raise OAuthError("invalid_scope", "The request body must contain a 'scope' of the form "
-                             "'<resource>/.default'.", 400, aadsts=1002012)
+            raise OAuthError("invalid_scope", f"The provided value for scope {form['scope'][:200]} is not valid. "
+                             "Client credential flows must have a scope value with /.default suffixed to the "
+                             "resource identifier (application ID URI).", 400, aadsts=1002012)
         ctx = app_context()
         with ctx.db.session() as session:
             principal = service.authenticate_client(session, tenant_id.lower(), client_id, client_secret)
@@ -124,12 +137,13 @@ def list_subscriptions():
     ctx = app_context()
     with ctx.db.session() as session:
         subscriptions = service.subscriptions_of_tenant(session, current_caller().tenant_id)
-        return arm_json({"value": [subscription_to_arm(s) for s in subscriptions]})
+        return arm_json({"value": [subscription_to_arm(s) for s in subscriptions
+                                   if g.permissions.touches(policy.subscription_scope(s.id))]})
 
 
 @bp.route("/subscriptions/<subscription_id>", methods=["GET"])
 @api_versions.require_api_version(api_versions.SUBSCRIPTIONS)
-@requires(actions.SUBSCRIPTION_READ)
+@requires(actions.SUBSCRIPTION_READ, filtered=True)
 def get_subscription(subscription_id: str):
     ctx = app_context()
     with ctx.db.session() as session:
@@ -147,7 +161,7 @@ def list_tenants():
 
 @bp.route("/subscriptions/<subscription_id>/locations", methods=["GET"])
 @api_versions.require_api_version(api_versions.SUBSCRIPTIONS)
-@requires(actions.SUBSCRIPTION_READ)
+@requires(actions.SUBSCRIPTION_READ, filtered=True)
 def list_locations(subscription_id: str):
     ctx = app_context()
     with ctx.db.session() as session:
@@ -162,15 +176,18 @@ def list_locations(subscription_id: str):
 @bp.route("/metadata/endpoints", methods=["GET"])
 @api_versions.require_api_version(api_versions.METADATA)
 def metadata_endpoints():
-    """What `az cloud register` reads to learn every endpoint of this cloud."""
+    """What `az cloud register` reads to learn every endpoint of this cloud.
+
+    Keys follow the 2022-09-01 document (`portal`, `gallery`, `graph`); az ignores the older `*Endpoint` names.
+    """
     ctx = app_context()
     host = base_url()
     return arm_json({
-        "galleryEndpoint": f"{host}/",
-        "graphEndpoint": f"{host}/",
+        "gallery": f"{host}/",
+        "graph": f"{host}/",
         "graphAudience": f"{host}/",
         "microsoftGraphResourceId": f"{host}/",
-        "portalEndpoint": f"{host}/",
+        "portal": f"{host}/",
         "name": "ControlPlane",
         "authentication": {"loginEndpoint": host, "audiences": ["https://management.core.windows.net/",
                                                                 "https://management.azure.com/"],

@@ -13,7 +13,7 @@ from control_plane.arm.errors import InvalidSubscriptionId, SubscriptionNotFound
 from control_plane.crypto import hash_secret, new_client_secret, verify_secret
 from control_plane.db import utcnow
 from control_plane.identity.errors import OAuthError
-from control_plane.identity.models import ClientSecret, ServicePrincipal, Subscription, Tenant
+from control_plane.identity.models import Application, ClientSecret, ServicePrincipal, Subscription, Tenant
 
 SECRET_LIFETIME = timedelta(days=365)
 
@@ -45,22 +45,49 @@ def create_subscription(session: Session, tenant_id: str, display_name: str) -> 
     return subscription
 
 
-def create_service_principal(session: Session, tenant_id: str, display_name: str,
-                             is_tenant_admin: bool = False) -> NewPrincipal:
-    principal = ServicePrincipal(object_id=str(uuid.uuid4()), app_id=str(uuid.uuid4()), tenant_id=tenant_id,
-                                 display_name=display_name, is_tenant_admin=is_tenant_admin)
+def create_application(session: Session, tenant_id: str, display_name: str,
+                       identifier_uris: list[str] | None = None) -> Application:
+    application = Application(object_id=str(uuid.uuid4()), app_id=str(uuid.uuid4()), tenant_id=tenant_id,
+                              display_name=display_name, identifier_uris=identifier_uris or [])
+    session.add(application)
+    session.flush()
+    return application
+
+
+def create_principal_for(session: Session, application: Application, is_tenant_admin: bool = False
+                         ) -> ServicePrincipal:
+    principal = ServicePrincipal(object_id=str(uuid.uuid4()), app_id=application.app_id,
+                                 tenant_id=application.tenant_id, display_name=application.display_name,
+                                 is_tenant_admin=is_tenant_admin)
     session.add(principal)
     session.flush()
-    return NewPrincipal(principal, add_client_secret(session, principal))
+    return principal
 
 
-def add_client_secret(session: Session, principal: ServicePrincipal, display_name: str | None = None) -> str:
+def create_service_principal(session: Session, tenant_id: str, display_name: str,
+                             is_tenant_admin: bool = False) -> NewPrincipal:
+    """An application, its service principal and a first secret: what `az ad sp create-for-rbac` makes."""
+    application = create_application(session, tenant_id, display_name)
+    principal = create_principal_for(session, application, is_tenant_admin)
+    return NewPrincipal(principal, add_client_secret(session, principal.app_id))
+
+
+def add_client_secret(session: Session, app_id: str, display_name: str | None = None,
+                      owner_type: str = "application", lifetime: timedelta = SECRET_LIFETIME) -> str:
+    return add_client_secret_record(session, app_id, display_name, owner_type, lifetime)[1]
+
+
+def add_client_secret_record(session: Session, app_id: str, display_name: str | None = None,
+                             owner_type: str = "application", lifetime: timedelta = SECRET_LIFETIME
+                             ) -> tuple[ClientSecret, str]:
+    """A new secret for an application (shown once, stored hashed) and its record."""
     secret = new_client_secret()
-    session.add(ClientSecret(key_id=str(uuid.uuid4()), principal_object_id=principal.object_id,
-                             secret_hash=hash_secret(secret), hint=secret[:3], display_name=display_name,
-                             expires_at=utcnow() + SECRET_LIFETIME))
+    record = ClientSecret(key_id=str(uuid.uuid4()), app_id=app_id, owner_type=owner_type,
+                          secret_hash=hash_secret(secret), hint=secret[:3], display_name=display_name,
+                          expires_at=utcnow() + lifetime)
+    session.add(record)
     session.flush()
-    return secret
+    return record, secret
 
 
 def get_subscription(session: Session, subscription_id: str) -> Subscription:
@@ -96,8 +123,7 @@ def authenticate_client(session: Session, tenant_id: str, client_id: str, client
                          f"'{tenant_id}'.", 400, aadsts=700016)
     now = utcnow()
     secrets = session.scalars(
-        sa.select(ClientSecret).where(ClientSecret.principal_object_id == principal.object_id,
-                                      ClientSecret.hint == client_secret[:3])
+        sa.select(ClientSecret).where(ClientSecret.app_id == principal.app_id, ClientSecret.hint == client_secret[:3])
     )
     if not any(s.expires_at > now and verify_secret(client_secret, s.secret_hash) for s in secrets):
         raise OAuthError("invalid_client", "Invalid client secret provided. Ensure the secret being sent in the "

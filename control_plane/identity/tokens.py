@@ -28,7 +28,14 @@ CLOCK_SKEW_SECONDS = 60
 
 
 class InvalidToken(Exception):
-    """The bearer token is not one this service accepts; the message says why (never the token)."""
+    """The bearer token is not one this service accepts; the message says why (never the token).
+
+    `code` is the ARM error code: clients tell an expired token (get a new one) from a bad one by it.
+    """
+
+    def __init__(self, message: str, code: str = "InvalidAuthenticationToken"):
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -43,9 +50,12 @@ class Caller:
 
 
 def audience_for_scope(scope: str) -> str:
-    """`https://management.core.windows.net//.default` -> `https://management.core.windows.net/`."""
+    """`https://management.core.windows.net//.default` -> `https://management.core.windows.net/`.
+
+    "" for anything else: the client-credentials flow only grants `<resource>/.default`, as Entra does.
+    """
     first = scope.split()[0] if scope.split() else ""
-    return first[: -len("/.default")] if first.endswith("/.default") else first
+    return first[: -len("/.default")] if first.endswith("/.default") else ""
 
 
 def normalise_audience(audience: str) -> str:
@@ -159,7 +169,7 @@ class TokenIssuer:
             claims = jwt.decode(token, key, algorithms=[ALGORITHM], options={"verify_aud": False,
                                 "require": ["exp", "iss", "aud", "tid", "oid"]}, leeway=CLOCK_SKEW_SECONDS)
         except jwt.ExpiredSignatureError:
-            raise InvalidToken("The access token has expired.") from None
+            raise InvalidToken("The access token has expired.", code="ExpiredAuthenticationToken") from None
         except jwt.PyJWTError:
             raise InvalidToken("The access token's signature or claims are invalid.") from None
         if claims["iss"] != self.issuer_for(str(claims["tid"])):

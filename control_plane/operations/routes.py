@@ -11,7 +11,7 @@ from flask import Blueprint, request
 
 from control_plane.arm import api_versions
 from control_plane.arm.errors import ArmError
-from control_plane.arm.http import arm_json, base_url, empty
+from control_plane.arm.http import RETRY_AFTER_SECONDS, arm_json, base_url, empty
 from control_plane.authorization import actions
 from control_plane.authorization.enforce import requires, subscription_for_caller
 from control_plane.context import app_context
@@ -56,7 +56,10 @@ def _load(subscription_id: str, operation_id: str) -> Operation:
 @api_versions.require_api_version(ANY_VERSION)
 @requires(actions.REGISTRY_OPERATION_STATUS)
 def operation_status(subscription_id: str, scope: str, operation_id: str):
-    return arm_json(status_document(_load(subscription_id, operation_id)))
+    """Retry-After while running: without it clients wait their default (30 s for az and the mgmt SDK)."""
+    operation = _load(subscription_id, operation_id)
+    headers = {"Retry-After": RETRY_AFTER_SECONDS} if operation.status == IN_PROGRESS else None
+    return arm_json(status_document(operation), headers=headers)
 
 
 def _result(subscription_id: str, operation_id: str):

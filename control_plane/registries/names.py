@@ -12,7 +12,8 @@ NAME_RULE = "Registry names may contain only alpha numeric characters and must b
 
 def name_problem(name: str) -> str | None:
     """Why a name is not a valid registry name, or None."""
-    if not isinstance(name, str) or not REGISTRY_NAME.match(name):
+    # fullmatch: `$` alone would also match before a trailing newline.
+    if not isinstance(name, str) or not REGISTRY_NAME.fullmatch(name):
         return f"The specified resource name '{str(name)[:100]}' is invalid. {NAME_RULE}"
     return None
 

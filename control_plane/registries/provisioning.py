@@ -10,6 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from control_plane.authorization import scopes
 from control_plane.authorization import service as authorization
 from control_plane.operations import service as operations
 from control_plane.operations.models import Operation
@@ -87,7 +88,12 @@ def delete_all_in_group(services: Any, group: ResourceGroup) -> None:
             session.execute(sa.delete(Registry).where(Registry.id == registry.id))
 
 
+def _scope_of(session, subscription_id: str, group_name: str, name: str) -> str:
+    return service.get(session, resource_groups.get(session, subscription_id, group_name), name).arm_id
+
+
 def register() -> None:
+    scopes.register_resource_resolver(service.REGISTRY_TYPE, _scope_of)
     operations.register_handler(service.PROVISION_KIND, provision, on_failure=mark_failed)
     operations.register_handler(service.DELETE_KIND, delete, on_failure=mark_failed)
     resource_groups.register_cascade(delete_all_in_group)

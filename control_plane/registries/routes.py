@@ -8,8 +8,8 @@ from control_plane.arm import api_versions
 from control_plane.arm.http import arm_json, async_operation_headers, base_url, empty, json_body
 from control_plane.arm.paging import next_link, page_body, page_request
 from control_plane.arm.validation import load, validate_location, validate_tags
-from control_plane.authorization import actions
-from control_plane.authorization.enforce import current_caller, requires, subscription_for_caller
+from control_plane.authorization import actions, policy
+from control_plane.authorization.enforce import current_caller, requires, subscription_for_caller, visible_below
 from control_plane.context import app_context
 from control_plane.registries import service
 from control_plane.registries.names import validate_name
@@ -168,21 +168,23 @@ def _list(subscription_id: str, group_name: str | None):
     with ctx.db.session() as session:
         subscription = subscription_for_caller(session, subscription_id)
         group = resource_groups.get(session, subscription.id, group_name) if group_name else None
-        registries, last = service.list_page(session, page, subscription.id, group)
+        scope = policy.group_scope(subscription.id, group.name) if group else policy.subscription_scope(subscription.id)
+        visible = visible_below(actions.REGISTRY_READ, scope)
+        registries, last = service.list_page(session, page, subscription.id, group, visible)
         items = [to_arm(r, ctx.settings.login_server_suffix) for r in registries]
         return arm_json(page_body(items, next_link(base_url(), request.path, request.args, last)))
 
 
 @bp.route("/subscriptions/<subscription_id>" + PROVIDER + "/registries", methods=["GET"])
 @versions
-@requires(actions.REGISTRY_READ)
+@requires(actions.REGISTRY_READ, filtered=True)
 def list_registries(subscription_id: str):
     return _list(subscription_id, None)
 
 
 @bp.route(GROUP + PROVIDER + "/registries", methods=["GET"])
 @versions
-@requires(actions.REGISTRY_READ)
+@requires(actions.REGISTRY_READ, filtered=True)
 def list_registries_by_group(subscription_id: str, group_name: str):
     return _list(subscription_id, group_name)
 

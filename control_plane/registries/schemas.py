@@ -28,9 +28,13 @@ class ArmEnum(fields.String):
             raise ValidationError(f"must be one of: {', '.join(self.choices.values())}") from None
 
 
-def StrictBoolean() -> fields.Boolean:
-    """JSON true/false only: "yes" or 1 is a client bug ARM refuses, not a boolean."""
-    return fields.Boolean(truthy={True}, falsy={False})
+class StrictBoolean(fields.Boolean):
+    """JSON true/false only: "yes" or 1 is a client bug ARM refuses, not a boolean (and 1 == True in Python)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
 
 
 STATUS = ("enabled", "disabled")
@@ -121,7 +125,8 @@ class RegistryPatch(Strict):
     tags = fields.Raw()
     sku = fields.Nested(Sku)
     identity = fields.Nested(Identity, allow_none=True)
-    properties = fields.Nested(UpdatableProperties, allow_none=True)
+    # zoneRedundancy is read so that a PATCH changing it is refused, not silently dropped; the service checks.
+    properties = fields.Nested(CreateProperties, allow_none=True)
 
 
 class NameCheck(Strict):

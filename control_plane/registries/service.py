@@ -102,6 +102,13 @@ def check_sku_features(sku: str, properties: dict[str, Any]) -> None:
                          code="InvalidParameter", target="properties.policies.exportPolicy")
 
 
+def check_zone_redundancy_unchanged(registry: Registry, properties: dict[str, Any]) -> None:
+    """Zone redundancy is chosen at creation only, for PUT and PATCH alike (ACR cannot move a registry's data)."""
+    if registry.properties["zoneRedundancy"] != properties["zoneRedundancy"]:
+        raise BadRequest("The property 'zoneRedundancy' cannot be changed after the registry is created.",
+                         code="InvalidParameter", target="properties.zoneRedundancy")
+
+
 def _identity(identity: dict[str, Any] | None, tenant_id: str, previous: dict | None) -> dict | None:
     if not identity or identity["type"] == "None":
         return None
@@ -159,9 +166,7 @@ def create_or_replace(session: Session, cipher: Cipher, group: ResourceGroup, na
                          f"resource group '{group.name}'. A resource with the same name cannot be created in "
                          f"location '{location}'. Please select a new resource name.",
                          code="InvalidResourceLocation", target="location")
-    if registry.properties["zoneRedundancy"] != properties["zoneRedundancy"]:
-        raise BadRequest("The property 'zoneRedundancy' cannot be changed after the registry is created.",
-                         code="InvalidParameter", target="properties.zoneRedundancy")
+    check_zone_redundancy_unchanged(registry, properties)
     registry.sku, registry.tags, registry.properties = sku, tags, properties
     registry.identity = _identity(identity, tenant_id, registry.identity)
     _touch(registry, caller, UPDATING)
@@ -177,6 +182,7 @@ def update(session: Session, registry: Registry, patch: dict[str, Any], location
                                  "".join(location.split()).lower() != registry.location):
         raise BadRequest("The property 'location' cannot be changed.", code="InvalidParameter", target="location")
     properties = merge(registry.properties, patch.get("properties") or {}, DEFAULT_PROPERTIES)
+    check_zone_redundancy_unchanged(registry, properties)
     sku = patch["sku"]["name"] if "sku" in patch else registry.sku
     check_sku_features(sku, properties)
     registry.properties, registry.sku = properties, sku
@@ -206,18 +212,35 @@ def _start(session: Session, kind: str, registry: Registry) -> operations.Operat
                                      "location": registry.location})
 
 
-def list_page(session: Session, page: PageRequest, subscription_id: str,
-              group: ResourceGroup | None = None) -> tuple[list[Registry], tuple | None]:
-    """Registries in name order, one keyset page at a time."""
+def list_page(session: Session, page: PageRequest, subscription_id: str, group: ResourceGroup | None = None,
+              visible: list[str] | None = None) -> tuple[list[Registry], tuple | None]:
+    """Registries in name order, one keyset page at a time.
+
+    `visible` (lower-cased scope keys of groups or registries) narrows the list to what a caller may read when
+    they may not read the whole subscription or group; None means no narrowing.
+    """
     query = sa.select(Registry).where(Registry.subscription_id == subscription_id)
     if group is not None:
         query = query.where(Registry.resource_group_id == group.id)
+    if visible is not None:
+        if not visible:
+            return [], None
+        query = query.where(sa.or_(*(_scope_condition(key) for key in visible)))
     if page.after:
         query = query.where(Registry.name_key > page.after[0])
     registries = list(session.scalars(query.order_by(Registry.name_key).limit(page.size + 1)))
     more = len(registries) > page.size
     registries = registries[: page.size]
     return registries, ((registries[-1].name_key,) if more else None)
+
+
+def _scope_condition(key: str):
+    """`/subscriptions/s/resourcegroups/g[/providers/microsoft.containerregistry/registries/r]` as a WHERE term."""
+    parts = key.strip("/").split("/")
+    condition = sa.func.lower(Registry.resource_group_name) == parts[3]
+    if len(parts) >= 8:
+        condition = sa.and_(condition, Registry.name_key == parts[7])
+    return condition
 
 
 def credentials(cipher: Cipher, registry: Registry) -> dict[str, Any]:

@@ -11,8 +11,8 @@ from control_plane.arm.errors import BadRequest, Conflict
 from control_plane.arm.http import arm_json, base_url, empty, json_body
 from control_plane.arm.paging import next_link, page_body, page_request
 from control_plane.arm.validation import load, validate_location, validate_tags
-from control_plane.authorization import actions
-from control_plane.authorization.enforce import requires, subscription_for_caller
+from control_plane.authorization import actions, policy
+from control_plane.authorization.enforce import may_read, requires, subscription_for_caller, visible_below
 from control_plane.context import app_context
 from control_plane.resource_groups import service
 from control_plane.resource_groups.schemas import ResourceGroupPatch, ResourceGroupPut, to_arm
@@ -85,13 +85,15 @@ def delete_group(subscription_id: str, group_name: str):
 
 @bp.route("/subscriptions/<subscription_id>/resourceGroups", methods=["GET"])
 @versions
-@requires(actions.GROUP_READ)
+@requires(actions.GROUP_READ, filtered=True)
 def list_groups(subscription_id: str):
     ctx = app_context()
     page = page_request(request.args, 1, ctx.settings.page_size)
     with ctx.db.session() as session:
         subscription = subscription_for_caller(session, subscription_id)
-        groups, last = service.list_page(session, subscription.id, page)
+        visible = visible_below(actions.GROUP_READ, policy.subscription_scope(subscription.id))
+        names = None if visible is None else {k.split("/")[4] for k in visible if k.count("/") == 4}
+        groups, last = service.list_page(session, subscription.id, page, names)
         link = next_link(base_url(), request.path, request.args, last)
         return arm_json(page_body([to_arm(g) for g in groups], link))
 
@@ -101,7 +103,7 @@ FILTER_CLAUSE = re.compile(r"^\s*resourceType\s+eq\s+'([^']{1,256})'\s*$", re.IG
 
 @bp.route("/subscriptions/<subscription_id>/resources", methods=["GET"])
 @versions
-@requires(actions.RESOURCES_READ)
+@requires(actions.RESOURCES_READ, filtered=True)
 def list_resources(subscription_id: str):
     ctx = app_context()
     resource_type = None
@@ -116,4 +118,5 @@ def list_resources(subscription_id: str):
     with ctx.db.session() as session:
         subscription = subscription_for_caller(session, subscription_id)
         resources, last = service.list_resources(session, subscription.id, resource_type, page)
-        return arm_json(page_body(resources, next_link(base_url(), request.path, request.args, last)))
+        readable = [r for r in resources if may_read(r["type"], r["id"])]
+        return arm_json(page_body(readable, next_link(base_url(), request.path, request.args, last)))

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, fields
+from marshmallow import EXCLUDE, Schema, fields, validate
 
 from control_plane.resource_groups.models import ResourceGroup
+
+# The column's width: a longer managedBy (a resource id) is a bad request, not a database error.
+MAX_MANAGED_BY = 1024
 
 
 class ResourceGroupPut(Schema):
@@ -15,7 +18,8 @@ class ResourceGroupPut(Schema):
 
     location = fields.Raw(load_default=None)
     tags = fields.Raw(load_default=None)
-    managed_by = fields.String(data_key="managedBy", load_default=None, allow_none=True)
+    managed_by = fields.String(data_key="managedBy", load_default=None, allow_none=True,
+                               validate=validate.Length(max=MAX_MANAGED_BY))
     properties = fields.Dict(load_default=None, allow_none=True)
 
 
@@ -24,7 +28,8 @@ class ResourceGroupPatch(Schema):
         unknown = EXCLUDE
 
     tags = fields.Raw(load_default=None)
-    managed_by = fields.String(data_key="managedBy", load_default=None, allow_none=True)
+    managed_by = fields.String(data_key="managedBy", load_default=None, allow_none=True,
+                               validate=validate.Length(max=MAX_MANAGED_BY))
     name = fields.String(load_default=None, allow_none=True)
     properties = fields.Dict(load_default=None, allow_none=True)
 

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from control_plane.arm.errors import BadRequest, Conflict, ResourceGroupNotFound
 from control_plane.arm.paging import PageRequest
+from control_plane.authorization import scopes
 from control_plane.authorization import service as authorization
 from control_plane.db import is_unique_violation
 from control_plane.operations import service as operations
@@ -42,7 +43,9 @@ def register_resource_lister(resource_type: str, lister: ResourceLister) -> None
 
 
 def validate_name(name: str) -> str:
-    if not 1 <= len(name) <= 90 or not GROUP_NAME.match(name) or name.endswith("."):
+    # fullmatch: `$` alone would also match before a trailing newline. The lower-cased key must fit too: a few
+    # letters (such as 'İ') grow when lower-cased, and name_key holds 90 characters.
+    if not 1 <= len(name.lower()) <= 90 or not GROUP_NAME.fullmatch(name) or name.endswith("."):
         raise BadRequest(f"The provided resource group name '{name[:100]}' has these invalid characters or length. "
                          "The name can only be a letter, digit, '-', '.', '(', ')' or '_', at most 90 characters, "
                          "and may not end with '.'.", code="InvalidResourceGroup", target="resourceGroupName")
@@ -108,8 +111,12 @@ def update(session: Session, group: ResourceGroup, tags: dict | None, managed_by
     return group
 
 
-def list_page(session: Session, subscription_id: str, page: PageRequest) -> tuple[list[ResourceGroup], tuple | None]:
+def list_page(session: Session, subscription_id: str, page: PageRequest,
+              visible_names: set[str] | None = None) -> tuple[list[ResourceGroup], tuple | None]:
+    """Groups in name order; `visible_names` (lower-cased) narrows the list to what a caller may read."""
     query = sa.select(ResourceGroup).where(ResourceGroup.subscription_id == subscription_id)
+    if visible_names is not None:
+        query = query.where(ResourceGroup.name_key.in_(sorted(visible_names)))
     if page.after:
         query = query.where(ResourceGroup.name_key > page.after[0])
     groups = list(session.scalars(query.order_by(ResourceGroup.name_key).limit(page.size + 1)))
@@ -144,8 +151,13 @@ def restore_after_failed_delete(services: Any, operation: operations.Operation, 
             group.provisioning_state = "Succeeded"
 
 
+def _scope_of(session: Session, subscription_id: str, name: str) -> str:
+    return get(session, subscription_id, name).arm_id
+
+
 def register() -> None:
     operations.register_handler(DELETE_KIND, run_delete, on_failure=restore_after_failed_delete)
+    scopes.register_group_resolver(_scope_of)
 
 
 def list_resources(session: Session, subscription_id: str, resource_type: str | None,
