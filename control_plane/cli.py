@@ -108,6 +108,29 @@ def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
+    """Exit 0 when rows and containers agree, 1 while drift remains (after --repair: what it could not fix)."""
+    from control_plane import doctor
+    from control_plane.db import Database
+    from control_plane.storage import StorageRouter
+
+    db = Database(settings.database_url)
+    storage = StorageRouter(settings.storage, settings.data_dir)
+
+    def progress(line: str) -> None:
+        print(f"doctor: {line}", file=sys.stderr, flush=True)
+
+    report = doctor.check(db, storage, settings.locations, repair=args.repair, progress=progress)
+    if args.repair and report.drift:
+        progress(f"repaired {len(report.repaired)} item(s); checking again ...")
+        after = doctor.check(db, storage, settings.locations, progress=progress)
+        after.repaired = report.repaired
+        report = after
+    db.dispose()
+    _print_json(report.as_dict())
+    return 1 if report.drift else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="control-plane", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -135,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     create_sp = sp_commands.add_parser("create", help="add a service principal; prints its secret once")
     create_sp.add_argument("--name", required=True)
     create_sp.set_defaults(handler=cmd_sp_create)
+
+    doctor = commands.add_parser("doctor", help="report (and --repair) drift between registries and containers")
+    doctor.add_argument("--repair", action="store_true", help="delete orphan containers, recreate missing ones")
+    doctor.set_defaults(handler=cmd_doctor)
 
     db = commands.add_parser("db", help="database schema")
     db_commands = db.add_subparsers(dest="subcommand", required=True)
