@@ -158,3 +158,31 @@ def test_deleting_group_deletes_registries_and_containers(acr, rmc, service):
     for name in names:
         assert acr.registries.check_name_availability(
             RegistryNameCheckRequest(name=name, type="Microsoft.ContainerRegistry/registries")).name_available
+
+
+def test_etags_and_conditional_requests(acr, group, arm):
+    name = unique_registry_name()
+    create(acr, group, name)
+    path = arm.registry_path(group, name) + "?api-version=2025-11-01"
+    got = arm.request("GET", path)
+    tag = got.headers["ETag"]
+    assert got.json()["etag"] == tag
+
+    body = {"location": "eastus", "sku": {"name": "Basic"}}
+    assert arm.request("PUT", path, json=body, headers={"If-None-Match": "*"}).json()["error"]["code"] == \
+        "PreconditionFailed"
+    stale = arm.request("PATCH", path, json={"tags": {"a": "1"}}, headers={"If-Match": '"not-the-etag"'})
+    assert (stale.status_code, stale.json()["error"]["code"]) == (412, "PreconditionFailed")
+    fresh = arm.request("PATCH", path, json={"tags": {"a": "1"}}, headers={"If-Match": tag})
+    assert fresh.status_code == 201 and fresh.headers["ETag"] != tag
+    assert arm.request("DELETE", path, headers={"If-Match": tag}).status_code == 412
+
+    missing = arm.registry_path(group, unique_registry_name()) + "?api-version=2025-11-01"
+    assert arm.request("PUT", missing, json=body, headers={"If-Match": "*"}).status_code == 412
+    assert arm.request("DELETE", missing, headers={"If-Match": "*"}).status_code == 204
+    created = arm.request("PUT", missing, json=body, headers={"If-None-Match": "*"})
+    assert created.status_code == 201
+    settled = acr.registries.get(group, name)
+    final = arm.request("GET", path)
+    assert settled.provisioning_state == "Succeeded"
+    assert final.headers["ETag"] == final.json()["etag"] not in (tag, None)

@@ -12,10 +12,15 @@ import uuid
 from typing import Any
 
 from flask import Flask, Response, g, request
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
 from control_plane.arm.errors import (
     ArmError,
+    BadRequest,
+    Conflict,
     InvalidRequestContent,
     MethodNotAllowed,
     NotFound,
@@ -32,6 +37,7 @@ RETRY_AFTER_SECONDS = "1"
 def install(app: Flask, max_body_bytes: int) -> None:
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
     app.before_request(_assign_request_ids)
+    app.before_request(_check_request_path)
     app.before_request(_check_request_body)
     app.after_request(_add_protocol_headers)
     app.register_error_handler(ArmError, _render_arm_error)
@@ -49,6 +55,12 @@ def _guid_header(name: str) -> str | None:
     if value and len(value) <= 64 and all(c.isalnum() or c == "-" for c in value):
         return value
     return None
+
+
+def _check_request_path() -> None:
+    """No name holds NUL (and PostgreSQL text cannot), so a path with one is refused before any look-up."""
+    if "\x00" in request.path:
+        raise BadRequest("The request URL is invalid: it contains a NUL character.")
 
 
 def _check_request_body() -> None:
@@ -178,9 +190,10 @@ def _render_http_exception(error: HTTPException) -> Response:
 
 
 def _render_unexpected(error: Exception) -> Response:
-    from sqlalchemy.exc import OperationalError
-    from sqlalchemy.exc import TimeoutError as PoolTimeout
-
+    if isinstance(error, StaleDataError):
+        return _render_arm_error(Conflict(
+            "The resource was changed by another request at the same time. Read it again and retry.",
+            code="Conflict"))
     if isinstance(error, (OperationalError, PoolTimeout)):
         log.error("database unavailable: %s", type(error).__name__)
         return _render_arm_error(ServiceUnavailable(

@@ -37,6 +37,9 @@ class Registry(Base):
 
     __table_args__ = (sa.Index("ix_registries_group_name", "resource_group_id", "name_key"),
                       sa.Index("ix_registries_subscription_name", "subscription_id", "name_key"))
+    # Optimistic concurrency: every ORM UPDATE says "WHERE modified_at = <what I read>", so of two writers that
+    # read the same row, the second fails (StaleDataError -> 409) instead of silently undoing the first.
+    __mapper_args__ = {"version_id_col": modified_at, "version_id_generator": False}
 
     @property
     def arm_id(self) -> str:

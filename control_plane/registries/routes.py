@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, request
 
 from control_plane.arm import api_versions
+from control_plane.arm.conditional import check_preconditions
 from control_plane.arm.http import arm_json, async_operation_headers, base_url, empty, json_body
 from control_plane.arm.paging import next_link, page_body, page_request
 from control_plane.arm.validation import load, validate_location, validate_tags
@@ -14,7 +15,7 @@ from control_plane.context import app_context
 from control_plane.registries import service
 from control_plane.registries.names import validate_name
 from control_plane.registries.schemas import NameCheck, RegenerateCredential, RegistryPatch, RegistryPut
-from control_plane.registries.serialize import to_arm
+from control_plane.registries.serialize import etag, to_arm
 from control_plane.resource_groups import service as resource_groups
 from control_plane.storage import StorageError
 
@@ -103,6 +104,8 @@ def put_registry(subscription_id: str, group_name: str, registry_name: str):
     with ctx.db.session() as session:
         subscription = subscription_for_caller(session, subscription_id)
         group = resource_groups.get_writable(session, subscription.id, group_name)
+        existing = service.find(session, group, registry_name)
+        check_preconditions(etag(existing) if existing else None)
         change = service.create_or_replace(
             session, ctx.cipher, group, registry_name, location, body["sku"]["name"], tags,
             body["properties"] or {}, body.get("identity"), current_caller(), subscription.tenant_id,
@@ -110,7 +113,8 @@ def put_registry(subscription_id: str, group_name: str, registry_name: str):
         response_body = to_arm(change.registry, ctx.settings.login_server_suffix)
     ctx.worker.wake()
     status_url, _ = _status_urls(change.registry.arm_id, change.operation.id)
-    return arm_json(response_body, 201 if change.created else 200, async_operation_headers(status_url))
+    return arm_json(response_body, 201 if change.created else 200,
+                    {**async_operation_headers(status_url), "ETag": response_body["etag"]})
 
 
 @bp.route(REGISTRY, methods=["PATCH"])
@@ -126,12 +130,13 @@ def patch_registry(subscription_id: str, group_name: str, registry_name: str):
         subscription = subscription_for_caller(session, subscription_id)
         group = resource_groups.get_writable(session, subscription.id, group_name)
         registry = service.get(session, group, registry_name)
+        check_preconditions(etag(registry))
         change = service.update(session, registry, body, raw.get("location"), current_caller(),
                                 subscription.tenant_id)
         response_body = to_arm(change.registry, ctx.settings.login_server_suffix)
     ctx.worker.wake()
     status_url, _ = _status_urls(change.registry.arm_id, change.operation.id)
-    return arm_json(response_body, 201, async_operation_headers(status_url))
+    return arm_json(response_body, 201, {**async_operation_headers(status_url), "ETag": response_body["etag"]})
 
 
 @bp.route(REGISTRY, methods=["GET"])
@@ -142,7 +147,8 @@ def get_registry(subscription_id: str, group_name: str, registry_name: str):
     with ctx.db.session() as session:
         subscription = subscription_for_caller(session, subscription_id)
         group = resource_groups.get(session, subscription.id, group_name)
-        return arm_json(to_arm(service.get(session, group, registry_name), ctx.settings.login_server_suffix))
+        body = to_arm(service.get(session, group, registry_name), ctx.settings.login_server_suffix)
+        return arm_json(body, headers={"ETag": body["etag"]})
 
 
 @bp.route(REGISTRY, methods=["DELETE"])
@@ -156,6 +162,7 @@ def delete_registry(subscription_id: str, group_name: str, registry_name: str):
         registry = service.find(session, group, registry_name)
         if registry is None:
             return empty(204)
+        check_preconditions(etag(registry))
         operation = service.begin_delete(session, registry)
     ctx.worker.wake()
     status_url, location_url = _status_urls(registry.arm_id, operation.id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 from typing import Any
 
 from control_plane.registries.models import Registry
@@ -15,6 +16,12 @@ def _timestamp(value) -> str:
 
 def login_server(registry: Registry, suffix: str) -> str:
     return f"{registry.name_key}.{suffix}"
+
+
+def etag(registry: Registry) -> str:
+    """Changes whenever the resource a client reads changes: a write (modified_at) or provisioning progress."""
+    version = f"{registry.id}|{registry.modified_at.isoformat()}|{registry.provisioning_state}"
+    return '"' + hashlib.sha256(version.encode()).hexdigest()[:32] + '"'
 
 
 def to_arm(registry: Registry, login_server_suffix: str) -> dict[str, Any]:
@@ -35,6 +42,7 @@ def to_arm(registry: Registry, login_server_suffix: str) -> dict[str, Any]:
         "id": registry.arm_id,
         "name": registry.name,
         "type": REGISTRY_TYPE,
+        "etag": etag(registry),
         "location": registry.location,
         "tags": registry.tags or {},
         "sku": {"name": registry.sku, "tier": registry.sku},

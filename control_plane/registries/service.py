@@ -196,6 +196,7 @@ def update(session: Session, registry: Registry, patch: dict[str, Any], location
 
 def begin_delete(session: Session, registry: Registry) -> operations.Operation:
     registry.provisioning_state = DELETING
+    registry.modified_at = utcnow()
     return _start(session, DELETE_KIND, registry)
 
 
