@@ -66,7 +66,9 @@ def make_engine(database_url: str) -> Engine:
             cursor.close()
 
         return engine
-    return sa.create_engine(database_url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    # Bounded waits: an unreachable or exhausted database must become a quick 503, not a hung request.
+    return sa.create_engine(database_url, pool_pre_ping=True, pool_size=5, max_overflow=10, pool_timeout=10,
+                            connect_args={"connect_timeout": 10})
 
 
 class Database:
