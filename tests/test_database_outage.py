@@ -12,7 +12,7 @@ from tests.support.tcp_proxy import TcpProxy
 
 def test_database_outage_gives_503_then_recovers(tmp_path):
     with servers.postgres_database() as database_url:
-        base, name = database_url.rsplit("/", 1)
+        name = database_url.rsplit("/", 1)[1]
         proxy = TcpProxy("127.0.0.1", 5432)
         proxy.start()
         via_proxy = f"postgresql://postgres@127.0.0.1:{proxy.port}/{name}"
