@@ -13,6 +13,7 @@ from control_plane.config import Settings
 from control_plane.context import AppContext
 from control_plane.crypto import load_cipher
 from control_plane.db import Database
+from control_plane.identity.external import ExternalIssuers
 from control_plane.identity.tokens import TokenIssuer
 from control_plane.operations.worker import OperationWorker
 from control_plane.storage import StorageRouter
@@ -26,6 +27,7 @@ def build_context(settings: Settings) -> AppContext:
         db=db,
         cipher=cipher,
         issuer=TokenIssuer(db, cipher, settings.public_url, settings.token_lifetime_seconds),
+        external_issuers=ExternalIssuers(settings.trusted_issuers),
         storage=StorageRouter(settings.storage, settings.data_dir),
         worker=None,  # type: ignore[arg-type]
     )
@@ -50,15 +52,22 @@ def create_app(settings: Settings | None = None, *, start_worker: bool = False) 
     context = build_context(settings)
     app.extensions["control_plane"] = context
 
+    from control_plane.activity import recorder
+    from control_plane.activity.routes import bp as activity_bp
     from control_plane.authorization.routes import bp as authorization_bp
+    from control_plane.dataplane.routes import bp as dataplane_bp
+    from control_plane.identity.graph import bp as graph_bp
     from control_plane.identity.routes import bp as identity_bp
     from control_plane.operations.routes import bp as operations_bp
     from control_plane.registries.routes import bp as registries_bp
     from control_plane.resource_groups.routes import bp as resource_groups_bp
 
-    for blueprint in (identity_bp, resource_groups_bp, registries_bp, operations_bp, authorization_bp):
+    for blueprint in (identity_bp, resource_groups_bp, registries_bp, operations_bp, authorization_bp, activity_bp):
         app.register_blueprint(blueprint)
+    app.register_blueprint(dataplane_bp)
+    app.register_blueprint(graph_bp)
     http.install(app, settings.max_body_bytes)
+    recorder.install(app)
 
     app.wsgi_app = CanonicalPathMiddleware(app.wsgi_app)
     if not settings.uses_https:

@@ -1,4 +1,5 @@
-"""The `control-plane` command: serve, init, subscription create, sp create, db upgrade."""
+"""The `control-plane` command: serve, init, tenant create, subscription create, sp create, db upgrade,
+registry config|run."""
 
 from __future__ import annotations
 
@@ -59,11 +60,18 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
         "clientId": state["clientId"],
         "clientSecret": secret,
         "objectId": state["objectId"],
+        **_client_endpoints(settings),
+    })
+    return 0
+
+
+def _client_endpoints(settings: Settings) -> dict:
+    """What a client needs besides its credentials: where to get tokens, where ARM is, which CA to trust."""
+    return {
         "authority": settings.public_url,
         "resourceManagerEndpoint": settings.public_url + "/",
         "caBundle": str(settings.ca_file) if settings.tls == "auto" and settings.tls_cert_file is None else None,
-    })
-    return 0
+    }
 
 
 def _with_session(settings: Settings, action):
@@ -83,6 +91,18 @@ def _with_session(settings: Settings, action):
         db.dispose()
 
 
+def cmd_tenant_create(settings: Settings, args: argparse.Namespace) -> int:
+    from control_plane import bootstrap
+
+    def create(session) -> dict:
+        state, secret = bootstrap.create_tenant(session, args.name)
+        return {"tenantId": state["tenantId"], "subscriptionId": state["subscriptionId"],
+                "clientId": state["clientId"], "clientSecret": secret, "objectId": state["objectId"],
+                "displayName": state["displayName"], **_client_endpoints(settings)}
+
+    return _with_session(settings, create)
+
+
 def cmd_subscription_create(settings: Settings, args: argparse.Namespace) -> int:
     from control_plane import bootstrap
 
@@ -93,6 +113,18 @@ def cmd_sp_create(settings: Settings, args: argparse.Namespace) -> int:
     from control_plane import bootstrap
 
     return _with_session(settings, lambda s: bootstrap.create_service_principal(s, args.name))
+
+
+def cmd_sp_list(settings: Settings, args: argparse.Namespace) -> int:
+    from control_plane import bootstrap
+
+    return _with_session(settings, bootstrap.list_service_principals)
+
+
+def cmd_sp_delete(settings: Settings, args: argparse.Namespace) -> int:
+    from control_plane import bootstrap
+
+    return _with_session(settings, lambda s: bootstrap.delete_service_principal(s, args.id))
 
 
 def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
@@ -131,6 +163,44 @@ def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if report.drift else 0
 
 
+def _registry_options(args: argparse.Namespace):
+    from pathlib import Path
+
+    from control_plane.dataplane.runner import Options
+
+    return Options(name=args.name, host=args.host, port=args.port, tls=args.tls,
+                   tls_cert_file=Path(args.tls_cert) if args.tls_cert else None,
+                   tls_key_file=Path(args.tls_key) if args.tls_key else None,
+                   storage_dir=Path(args.storage_dir).resolve() if args.storage_dir else None)
+
+
+def cmd_registry_config(settings: Settings, args: argparse.Namespace) -> int:
+    """Prints the Distribution configuration generated for a registry (and writes it, with the key bundle)."""
+    from control_plane.dataplane.runner import RunnerError, prepare
+
+    _prepare(settings)
+    try:
+        prepared = prepare(settings, _registry_options(args))
+    except RunnerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(prepared.yaml, end="")
+    return 0
+
+
+def cmd_registry_run(settings: Settings, args: argparse.Namespace) -> int:
+    """Runs the registry's Distribution process in the foreground (this process becomes it)."""
+    from control_plane.dataplane.runner import RunnerError, exec_distribution, prepare
+
+    _prepare(settings)
+    try:
+        prepared = prepare(settings, _registry_options(args))
+    except RunnerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return exec_distribution(prepared, args.binary)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="control-plane", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -146,6 +216,13 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--reset-secret", action="store_true", help="add a new client secret for the owner")
     init.set_defaults(handler=cmd_init)
 
+    tenant = commands.add_parser("tenant", help="manage tenants")
+    tenant_commands = tenant.add_subparsers(dest="subcommand", required=True)
+    create_tenant = tenant_commands.add_parser(
+        "create", help="add a tenant, its subscription and a tenant-admin principal owning it (secret shown once)")
+    create_tenant.add_argument("--name", required=True)
+    create_tenant.set_defaults(handler=cmd_tenant_create)
+
     subscription = commands.add_parser("subscription", help="manage subscriptions")
     subscription_commands = subscription.add_subparsers(dest="subcommand", required=True)
     create_subscription = subscription_commands.add_parser(
@@ -158,6 +235,32 @@ def build_parser() -> argparse.ArgumentParser:
     create_sp = sp_commands.add_parser("create", help="add a service principal; prints its secret once")
     create_sp.add_argument("--name", required=True)
     create_sp.set_defaults(handler=cmd_sp_create)
+    list_sp = sp_commands.add_parser("list", help="the service principals of init's tenant (appId, id, displayName)")
+    list_sp.set_defaults(handler=cmd_sp_list)
+    delete_sp = sp_commands.add_parser(
+        "delete", help="delete a service principal and its application, secrets and role assignments")
+    delete_sp.add_argument("--id", required=True, help="its appId or object id")
+    delete_sp.set_defaults(handler=cmd_sp_delete)
+
+    registry = commands.add_parser("registry", help="a registry's data plane: the Distribution registry")
+    registry_commands = registry.add_subparsers(dest="subcommand", required=True)
+    for command, handler, help_text in (
+            ("config", cmd_registry_config, "print the Distribution configuration (YAML) generated for a registry"),
+            ("run", cmd_registry_run, "run the registry's Distribution process in the foreground")):
+        registry_command = registry_commands.add_parser(command, help=help_text)
+        registry_command.add_argument("name", help="the registry's name")
+        registry_command.add_argument("--host", default="127.0.0.1", help="address to listen on")
+        registry_command.add_argument("--port", type=int, help="port (default: the login server's, else 5000)")
+        registry_command.add_argument("--tls", action="store_true",
+                                      help="serve https with a certificate from the service's local CA")
+        registry_command.add_argument("--tls-cert", help="serve https with this certificate (PEM chain)")
+        registry_command.add_argument("--tls-key", help="the key of --tls-cert")
+        registry_command.add_argument("--storage-dir", help="keep the registry's data in this folder instead of its "
+                                      "container (for a Distribution build without the azure driver)")
+        if command == "run":
+            registry_command.add_argument("--binary", default="docker-registry",
+                                          help="the Distribution executable")
+        registry_command.set_defaults(handler=handler)
 
     doctor = commands.add_parser("doctor", help="report (and --repair) drift between registries and containers")
     doctor.add_argument("--repair", action="store_true", help="delete orphan containers, recreate missing ones")

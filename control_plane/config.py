@@ -5,10 +5,14 @@ Nothing else in the code base reads os.environ; it receives a Settings object in
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import re
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 DEFAULT_LOCATIONS = (
     "eastus",
@@ -67,6 +71,23 @@ def normalise_location(value: str) -> str:
     return "".join(value.split()).lower()
 
 
+# A trusted issuer may omit this: how often, at most, a token naming an unknown key id makes us fetch its JWKS again
+# (Keycloak's adapters use the same default). Key rotation needs one fetch; random key ids must not cost one each.
+DEFAULT_MIN_KEY_REFRESH_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class TrustedIssuer:
+    """An external OIDC issuer (Entra ID, Keycloak, Dex...) whose access tokens we accept for one of our tenants."""
+
+    issuer: str
+    audience: str
+    tenant_id: str
+    jwks_uri: str | None = None
+    ca_bundle: Path | None = None
+    min_key_refresh_seconds: float = DEFAULT_MIN_KEY_REFRESH_SECONDS
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
@@ -81,11 +102,13 @@ class Settings:
     encryption_key: str | None
     arm_audiences: tuple[str, ...]
     token_lifetime_seconds: int
+    registry_token_lifetime_seconds: int
     max_body_bytes: int
     page_size: int
     worker_poll_seconds: float
     operation_lease_seconds: int
     log_level: str
+    trusted_issuers: tuple[TrustedIssuer, ...]
 
     @property
     def ca_file(self) -> Path:
@@ -147,11 +170,14 @@ class Settings:
             encryption_key=get("ENCRYPTION_KEY"),
             arm_audiences=arm_audiences,
             token_lifetime_seconds=_int(get, "TOKEN_LIFETIME_SECONDS", 3600, minimum=60),
+            # Registry access tokens cannot be revoked (Distribution only checks signatures): keep them short.
+            registry_token_lifetime_seconds=_int(get, "REGISTRY_TOKEN_LIFETIME_SECONDS", 300, minimum=60),
             max_body_bytes=_int(get, "MAX_BODY_BYTES", 1024 * 1024, minimum=1024),
             page_size=_int(get, "PAGE_SIZE", 100, minimum=1),
             worker_poll_seconds=float(get("WORKER_POLL_SECONDS", "1.0")),
             operation_lease_seconds=_int(get, "OPERATION_LEASE_SECONDS", 30, minimum=2),
             log_level=get("LOG_LEVEL", "INFO").upper(),
+            trusted_issuers=_parse_trusted_issuers(get("TRUSTED_ISSUERS"), public_url),
         )
 
 
@@ -185,3 +211,77 @@ def _parse_storage(raw: str, locations: tuple[str, ...]) -> str | dict[str, str]
     if "AccountName=" not in raw and "BlobEndpoint=" not in raw and "UseDevelopmentStorage" not in raw:
         raise SettingsError("CONTROL_PLANE_STORAGE must be 'local', a connection string, or a JSON map")
     return raw
+
+
+_TRUSTED_ISSUER_KEYS = {"issuer", "audience", "tenantId", "jwksUri", "caBundle", "minKeyRefreshSeconds"}
+
+
+def _parse_trusted_issuers(raw: str | None, public_url: str) -> tuple[TrustedIssuer, ...]:
+    """CONTROL_PLANE_TRUSTED_ISSUERS: a JSON list of {"issuer", "audience", "tenantId"[, "jwksUri", "caBundle",
+    "minKeyRefreshSeconds"]}. Every mistake is reported here, at start, rather than as 401s later."""
+    if raw is None:
+        return ()
+    name = "CONTROL_PLANE_TRUSTED_ISSUERS"
+    try:
+        entries = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"{name} is not valid JSON: {exc}") from None
+    if not isinstance(entries, list):
+        raise SettingsError(f"{name} must be a JSON list of objects")
+    own_issuer = re.compile(re.escape(public_url) + r"/[^/]+/v2\.0/?")
+    issuers: list[TrustedIssuer] = []
+    for index, entry in enumerate(entries):
+        where = f"{name}[{index}]"
+        if not isinstance(entry, dict):
+            raise SettingsError(f"{where} must be an object with issuer, audience and tenantId")
+        unknown = sorted(set(entry) - _TRUSTED_ISSUER_KEYS)
+        if unknown:
+            raise SettingsError(f"{where} has unknown keys {unknown}; allowed: {sorted(_TRUSTED_ISSUER_KEYS)}")
+        for key in ("issuer", "audience", "tenantId"):
+            if not isinstance(entry.get(key), str) or not entry[key].strip():
+                raise SettingsError(f"{where}.{key} is required and must be a non-empty string")
+        issuer = entry["issuer"]
+        check_issuer_url(f"{where}.issuer", issuer)
+        if own_issuer.fullmatch(issuer):
+            raise SettingsError(f"{where}.issuer is this service's own token issuer; it is always trusted")
+        if any(i.issuer == issuer for i in issuers):
+            raise SettingsError(f"{where}.issuer {issuer!r} is listed twice")
+        try:
+            tenant_id = str(uuid.UUID(entry["tenantId"]))
+        except ValueError:
+            raise SettingsError(f"{where}.tenantId must be a tenant id (a GUID), not {entry['tenantId']!r}") from None
+        jwks_uri = entry.get("jwksUri")
+        if jwks_uri is not None:
+            if not isinstance(jwks_uri, str):
+                raise SettingsError(f"{where}.jwksUri must be a string")
+            check_issuer_url(f"{where}.jwksUri", jwks_uri)
+        ca_bundle = entry.get("caBundle")
+        if ca_bundle is not None:
+            if not isinstance(ca_bundle, str) or not Path(ca_bundle).expanduser().is_file():
+                raise SettingsError(f"{where}.caBundle must be the path of an existing PEM file, not {ca_bundle!r}")
+            ca_bundle = Path(ca_bundle).expanduser().resolve()
+        refresh = entry.get("minKeyRefreshSeconds", DEFAULT_MIN_KEY_REFRESH_SECONDS)
+        if isinstance(refresh, bool) or not isinstance(refresh, int | float) or refresh < 1:
+            raise SettingsError(f"{where}.minKeyRefreshSeconds must be a number of seconds, at least 1")
+        issuers.append(TrustedIssuer(issuer=issuer, audience=entry["audience"], tenant_id=tenant_id,
+                                     jwks_uri=jwks_uri, ca_bundle=ca_bundle, min_key_refresh_seconds=float(refresh)))
+    return tuple(issuers)
+
+
+def check_issuer_url(where: str, url: str) -> None:
+    """https, except plain http on a loopback host (a test or a sidecar issuer on the same machine): anyone on the
+    path could swap the keys of an http issuer elsewhere and sign tokens we would accept."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname or parts.query or parts.fragment:
+        raise SettingsError(f"{where} must be an absolute https URL without query or fragment, not {url!r}")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise SettingsError(f"{where} must use https; plain http is allowed only on a loopback host, not {url!r}")
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

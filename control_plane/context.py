@@ -9,6 +9,7 @@ from flask import current_app
 from control_plane.config import Settings
 from control_plane.crypto import Cipher
 from control_plane.db import Database
+from control_plane.identity.external import ExternalIssuers
 from control_plane.identity.tokens import TokenIssuer
 from control_plane.operations.worker import OperationWorker
 from control_plane.storage import StorageRouter
@@ -20,6 +21,7 @@ class AppContext:
     db: Database
     cipher: Cipher
     issuer: TokenIssuer
+    external_issuers: ExternalIssuers
     storage: StorageRouter
     worker: OperationWorker
 

@@ -29,14 +29,27 @@ def authenticate() -> Caller:
         raise Unauthorized("Authentication failed. The 'Authorization' header is provided in an invalid format.",
                            code="AuthenticationFailed")
     ctx = app_context()
+    token = token.strip()
+    # A token whose `iss` is a trusted external issuer (CONTROL_PLANE_TRUSTED_ISSUERS) is checked against that
+    # issuer's keys; every other token must be the built-in issuer's.
+    external = ctx.external_issuers.issuer_of(token)
     try:
-        caller = ctx.issuer.validate(token.strip(), ctx.settings.arm_audiences)
+        if external is not None:
+            caller = ctx.external_issuers.validate(token, external)
+        else:
+            caller = ctx.issuer.validate(token, ctx.settings.arm_audiences)
     except InvalidToken as exc:
         raise Unauthorized(f"The access token is invalid. {exc}", code=exc.code) from None
     with ctx.db.session() as session:
-        if identity.principal_by_object_id(session, caller.object_id) is None:
-            raise Unauthorized("The access token belongs to a principal that no longer exists.",
-                               code="InvalidAuthenticationToken")
+        principal = identity.principal_by_object_id(session, caller.object_id)
+    if external is None and principal is None:
+        raise Unauthorized("The access token belongs to a principal that no longer exists.",
+                           code="InvalidAuthenticationToken")
+    if external is not None and principal is not None:
+        # External principals live in their issuer, not in our table; one that claims a built-in principal's
+        # object id would inherit that principal's role assignments.
+        raise Unauthorized("The access token names a principal of this service's own directory; an external "
+                           "issuer cannot speak for it.", code="InvalidAuthenticationToken")
     return caller
 
 
