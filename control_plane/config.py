@@ -62,6 +62,35 @@ DEFAULT_ARM_AUDIENCES = (
 )
 
 
+READS, WRITES, DELETES = "reads", "writes", "deletes"
+
+
+@dataclass(frozen=True)
+class BucketRule:
+    """A throttling token bucket: how many requests it holds and how fast it refills."""
+
+    capacity: int
+    refill_per_second: float
+
+    @property
+    def lease_size(self) -> int:
+        """How many tokens one process takes from the shared bucket at a time."""
+        return max(1, min(10, self.capacity // 20))
+
+
+# Azure Resource Manager's documented token-bucket sizes and refill rates.
+DEFAULT_RULES = {READS: BucketRule(250, 25.0), WRITES: BucketRule(200, 10.0), DELETES: BucketRule(200, 10.0)}
+
+
+def parse_rule(raw: str) -> BucketRule:
+    """`capacity:refill-per-second`, e.g. `250:25`."""
+    capacity, _, refill = raw.partition(":")
+    rule = BucketRule(int(capacity), float(refill))
+    if rule.capacity < 1 or rule.refill_per_second <= 0:
+        raise ValueError(raw)
+    return rule
+
+
 class SettingsError(ValueError):
     """A CONTROL_PLANE_* variable has a value we cannot use."""
 
@@ -109,6 +138,7 @@ class Settings:
     operation_lease_seconds: int
     log_level: str
     trusted_issuers: tuple[TrustedIssuer, ...]
+    throttle_rules: dict[str, BucketRule] | None = None
 
     @property
     def ca_file(self) -> Path:
@@ -178,7 +208,27 @@ class Settings:
             operation_lease_seconds=_int(get, "OPERATION_LEASE_SECONDS", 30, minimum=2),
             log_level=get("LOG_LEVEL", "INFO").upper(),
             trusted_issuers=_parse_trusted_issuers(get("TRUSTED_ISSUERS"), public_url),
+            throttle_rules=_parse_throttling(get),
         )
+
+
+def _parse_throttling(get) -> dict[str, BucketRule] | None:
+    """CONTROL_PLANE_THROTTLING=off disables it; CONTROL_PLANE_THROTTLE_{READS,WRITES,DELETES}=capacity:refill."""
+    mode = get("THROTTLING", "on").lower()
+    if mode not in ("on", "off"):
+        raise SettingsError("CONTROL_PLANE_THROTTLING must be 'on' or 'off'")
+    if mode == "off":
+        return None
+    rules = dict(DEFAULT_RULES)
+    for kind in rules:
+        raw = get(f"THROTTLE_{kind.upper()}")
+        if raw:
+            try:
+                rules[kind] = parse_rule(raw)
+            except ValueError:
+                raise SettingsError(f"CONTROL_PLANE_THROTTLE_{kind.upper()} must be 'capacity:refill-per-second' "
+                                    f"with a positive capacity and rate, not {raw!r}") from None
+    return rules
 
 
 def _int(get, name: str, default: int, minimum: int) -> int:

@@ -13,6 +13,7 @@ from control_plane.identity.external import ExternalIssuers
 from control_plane.identity.tokens import TokenIssuer
 from control_plane.operations.worker import OperationWorker
 from control_plane.storage import StorageRouter
+from control_plane.throttling import Throttler
 
 
 @dataclass
@@ -24,6 +25,7 @@ class AppContext:
     external_issuers: ExternalIssuers
     storage: StorageRouter
     worker: OperationWorker
+    throttler: Throttler | None = None
 
 
 def app_context() -> AppContext:

@@ -14,10 +14,11 @@ from control_plane.identity.models import (
 from control_plane.operations.models import Operation
 from control_plane.registries.models import Registry
 from control_plane.resource_groups.models import ResourceGroup
+from control_plane.throttling import ThrottleBucket
 
 metadata = Base.metadata
 
 __all__ = [
     "ActivityLogEntry", "Application", "ClientSecret", "Operation", "Registry", "ResourceGroup", "RoleAssignment",
-    "ServicePrincipal", "SigningKey", "Subscription", "SystemState", "Tenant", "metadata",
+    "ServicePrincipal", "SigningKey", "Subscription", "SystemState", "Tenant", "ThrottleBucket", "metadata",
 ]

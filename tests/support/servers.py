@@ -156,6 +156,10 @@ def make_service(data_dir: Path, database_url: str | None, storage: str, extra_e
         "CONTROL_PLANE_STORAGE": storage,
         "CONTROL_PLANE_WORKER_POLL_SECONDS": "0.5",
         "CONTROL_PLANE_PAGE_SIZE": "2",
+        # Roomy buckets: the suite makes thousands of calls; tests/test_throttling.py sets tight ones.
+        "CONTROL_PLANE_THROTTLE_READS": "100000:10000",
+        "CONTROL_PLANE_THROTTLE_WRITES": "100000:10000",
+        "CONTROL_PLANE_THROTTLE_DELETES": "100000:10000",
     })
     if database_url:
         env["CONTROL_PLANE_DATABASE_URL"] = database_url
