@@ -17,6 +17,7 @@ from control_plane.identity.external import ExternalIssuers
 from control_plane.identity.tokens import TokenIssuer
 from control_plane.operations.worker import OperationWorker
 from control_plane.storage import StorageRouter
+from control_plane.throttling import Throttler
 
 
 def build_context(settings: Settings) -> AppContext:
@@ -31,6 +32,8 @@ def build_context(settings: Settings) -> AppContext:
         storage=StorageRouter(settings.storage, settings.data_dir),
         worker=None,  # type: ignore[arg-type]
     )
+    if settings.throttle_rules is not None:
+        context.throttler = Throttler(db, settings.throttle_rules)
     context.worker = OperationWorker(db, context, settings.worker_poll_seconds, settings.operation_lease_seconds)
     _register_handlers()
     return context

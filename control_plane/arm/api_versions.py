@@ -85,6 +85,9 @@ AUTHORIZATION = (
     "2015-07-01",
 )
 
+# Microsoft.Insights/eventtypes/management/values (the activity log): what az and azure-mgmt-monitor send.
+ACTIVITY_LOG = ("2015-04-01",)
+
 
 def require_api_version(supported: tuple[str, ...]) -> Callable:
     """Route decorator: 400 MissingApiVersionParameter / InvalidApiVersionParameter before anything else."""

@@ -30,6 +30,7 @@ KEYWORDS = {
         "roleAssignments",
         "roleDefinitions",
         "eventtypes",
+        "values",
         "Microsoft.ContainerRegistry",
         "Microsoft.Resources",
         "Microsoft.Authorization",

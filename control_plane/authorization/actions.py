@@ -79,11 +79,17 @@ ROLE_ASSIGNMENT_DELETE = Action(f"{AUTHORIZATION}/roleAssignments/delete", "Dele
 ROLE_DEFINITION_READ = Action(f"{AUTHORIZATION}/roleDefinitions/read", "Get role definition",
                               "Get information about a role definition.", "Role Definition", AUTHORIZATION)
 
+INSIGHTS = "Microsoft.Insights"
+EVENTS_READ = Action(f"{INSIGHTS}/eventtypes/values/read", "Read management event type values",
+                     "Reads the activity log: the management events of a subscription.", "Event Type Values",
+                     INSIGHTS)
+
 ALL_ACTIONS: tuple[Action, ...] = (
     REGISTER, CHECK_NAME, OPERATIONS_READ, REGISTRY_READ, REGISTRY_WRITE, REGISTRY_DELETE, LIST_CREDENTIALS,
     REGENERATE_CREDENTIAL, LIST_USAGES, REGISTRY_OPERATION_STATUS, PULL, PUSH, ARTIFACTS_DELETE,
     GROUP_READ, GROUP_WRITE, GROUP_DELETE, GROUP_OPERATION_RESULT, RESOURCES_READ, SUBSCRIPTION_READ,
     PROVIDER_READ, ROLE_ASSIGNMENT_READ, ROLE_ASSIGNMENT_WRITE, ROLE_ASSIGNMENT_DELETE, ROLE_DEFINITION_READ,
+    EVENTS_READ,
 )
 
 
