@@ -87,6 +87,7 @@ def delete_group(subscription_id: str, group_name: str):
 @versions
 @requires(actions.GROUP_READ, filtered=True)
 def list_groups(subscription_id: str):
+    tag = _tag_filter(request.args.get("$filter"))
     ctx = app_context()
     page = page_request(request.args, 1, ctx.settings.page_size)
     with ctx.db.session() as session:
@@ -94,8 +95,25 @@ def list_groups(subscription_id: str):
         visible = visible_below(actions.GROUP_READ, policy.subscription_scope(subscription.id))
         names = None if visible is None else {k.split("/")[4] for k in visible if k.count("/") == 4}
         groups, last = service.list_page(session, subscription.id, page, names)
+        if tag is not None:
+            groups = [g for g in groups if tag[0] in (g.tags or {}) and tag[1] in (None, g.tags[tag[0]])]
         link = next_link(base_url(), request.path, request.args, last)
         return arm_json(page_body([to_arm(g) for g in groups], link))
+
+
+TAG_FILTER = re.compile(r"^\s*tagName\s+eq\s+'([^']{1,512})'(?:\s+and\s+tagValue\s+eq\s+'([^']{0,256})')?\s*$",
+                        re.IGNORECASE)
+
+
+def _tag_filter(raw: str | None) -> tuple[str, str | None] | None:
+    """The one filter ARM's group list takes: `tagName eq 'x' [and tagValue eq 'y']`."""
+    if not raw:
+        return None
+    match = TAG_FILTER.match(raw)
+    if not match:
+        raise BadRequest(f"The $filter '{raw[:200]}' is not supported. Supported: tagName eq '<name>' [and tagValue "
+                         "eq '<value>'].", code="InvalidFilterInQueryString", target="$filter")
+    return match.group(1), match.group(2)
 
 
 FILTER_CLAUSE = re.compile(r"^\s*resourceType\s+eq\s+'([^']{1,256})'\s*$", re.IGNORECASE)
