@@ -139,6 +139,10 @@ class Settings:
     log_level: str
     trusted_issuers: tuple[TrustedIssuer, ...]
     throttle_rules: dict[str, BucketRule] | None = None
+    # None: the command decides (`serve` and `worker` log JSON lines, everything else plain text).
+    log_format: str | None = None
+    # False on API replicas whose operations a separate `control-plane worker` runs.
+    run_worker: bool = True
 
     @property
     def ca_file(self) -> Path:
@@ -209,7 +213,29 @@ class Settings:
             log_level=get("LOG_LEVEL", "INFO").upper(),
             trusted_issuers=_parse_trusted_issuers(get("TRUSTED_ISSUERS"), public_url),
             throttle_rules=_parse_throttling(get),
+            log_format=_parse_choice(get, "LOG_FORMAT", ("json", "text")),
+            run_worker=_parse_bool(get, "RUN_WORKER", True),
         )
+
+
+def _parse_choice(get, name: str, choices: tuple[str, ...]) -> str | None:
+    raw = get(name)
+    if raw is None:
+        return None
+    if raw.lower() not in choices:
+        raise SettingsError(f"CONTROL_PLANE_{name} must be one of {', '.join(choices)}, not {raw!r}")
+    return raw.lower()
+
+
+def _parse_bool(get, name: str, default: bool) -> bool:
+    raw = (get(name) or "").lower()
+    if not raw:
+        return default
+    if raw in ("true", "1", "yes", "on"):
+        return True
+    if raw in ("false", "0", "no", "off"):
+        return False
+    raise SettingsError(f"CONTROL_PLANE_{name} must be 'true' or 'false', not {raw!r}")
 
 
 def _parse_throttling(get) -> dict[str, BucketRule] | None:

@@ -74,7 +74,7 @@ def _check_request_body() -> None:
     if not length and request.headers.get("Transfer-Encoding", "").lower() != "chunked":
         return
     mimetype = request.mimetype
-    if mimetype == "application/x-www-form-urlencoded" and request.path.endswith("/token"):
+    if mimetype == "application/x-www-form-urlencoded" and request.path.endswith(("/token", "/oauth2/exchange")):
         return
     if mimetype not in ("application/json", "text/json") and not mimetype.endswith("+json"):
         raise UnsupportedMediaType(
@@ -143,6 +143,8 @@ def async_operation_headers(status_url: str, location_url: str | None = None) ->
 def _add_protocol_headers(response: Response) -> Response:
     response.headers["x-ms-request-id"] = getattr(g, "request_id", None) or str(uuid.uuid4())
     response.headers["x-ms-correlation-request-id"] = getattr(g, "correlation_id", None) or str(uuid.uuid4())
+    for name, value in getattr(g, "response_headers", {}).items():
+        response.headers.setdefault(name, value)
     client_request_id = _guid_header("x-ms-client-request-id")
     if client_request_id:
         response.headers["x-ms-client-request-id"] = client_request_id

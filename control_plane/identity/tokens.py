@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 import jwt
 import sqlalchemy as sa
@@ -125,6 +126,23 @@ class TokenIssuer:
     def jwks(self) -> dict:
         self._load()
         return {"keys": self._jwks}
+
+    def signing_key(self) -> tuple[str, object]:
+        """(kid, private key) that signs new tokens: for token formats this class does not build (the registry's)."""
+        self._load()
+        return self._signing
+
+    def live_private_keys(self) -> list[tuple[str, object, datetime]]:
+        """Every live key as (kid, private key, created_at), newest first, read afresh from the database.
+
+        For consumers that need more than the JWKS: the registry's certificate bundle is self-signed by each key.
+        """
+        with self._db.session() as session:
+            keys = list(session.scalars(sa.select(SigningKey).order_by(SigningKey.created_at.desc())))
+        now = utcnow()
+        return [(k.kid, serialization.load_pem_private_key(self._cipher.decrypt(k.private_key_encrypted).encode(),
+                                                            password=None), k.created_at)
+                for k in keys if k.retired_at is None or k.retired_at > now]
 
     # -- issue and validate ----------------------------------------------------------------------------------
 
