@@ -3,6 +3,11 @@
 `.../operationStatuses/{id}` (Azure-AsyncOperation) always answers 200 with a status document;
 `.../operationResults/{id}` (Location) answers 202 while running, then the final result. Both are found by the
 operation id alone, so they keep answering after the resource they were about is gone.
+
+Polls are not authorised by RBAC again: the start was, and the grant it used may be gone by the end (deleting a
+group or registry removes the role assignments on it, so its own Owner would be refused the last poll and the
+SDK would report a failed delete). As with ARM's own operation tokens, the operation id (a random GUID handed only
+to the caller that started it) is the capability; the token and the subscription's tenant are still checked.
 """
 
 from __future__ import annotations
@@ -22,6 +27,11 @@ bp = Blueprint("operations", __name__)
 
 ANY_VERSION = api_versions.CONTAINER_REGISTRY + tuple(
     v for v in api_versions.RESOURCES if v not in api_versions.CONTAINER_REGISTRY)
+
+
+def _by_operation_id(kwargs: dict) -> None:
+    """No RBAC scope: the operation id authorises the poll (see the module docstring)."""
+    return None
 
 
 def _timestamp(value) -> str | None:
@@ -54,7 +64,7 @@ def _load(subscription_id: str, operation_id: str) -> Operation:
 
 @bp.route("/subscriptions/<subscription_id>/<path:scope>/operationStatuses/<operation_id>", methods=["GET"])
 @api_versions.require_api_version(ANY_VERSION)
-@requires(actions.REGISTRY_OPERATION_STATUS)
+@requires(actions.REGISTRY_OPERATION_STATUS, scope=_by_operation_id)
 def operation_status(subscription_id: str, scope: str, operation_id: str):
     """Retry-After while running: without it clients wait their default (30 s for az and the mgmt SDK)."""
     operation = _load(subscription_id, operation_id)
@@ -76,13 +86,13 @@ def _result(subscription_id: str, operation_id: str):
 
 @bp.route("/subscriptions/<subscription_id>/<path:scope>/operationResults/<operation_id>", methods=["GET"])
 @api_versions.require_api_version(ANY_VERSION)
-@requires(actions.REGISTRY_OPERATION_STATUS)
+@requires(actions.REGISTRY_OPERATION_STATUS, scope=_by_operation_id)
 def operation_result(subscription_id: str, scope: str, operation_id: str):
     return _result(subscription_id, operation_id)
 
 
 @bp.route("/subscriptions/<subscription_id>/operationResults/<operation_id>", methods=["GET"])
 @api_versions.require_api_version(ANY_VERSION)
-@requires(actions.GROUP_OPERATION_RESULT)
+@requires(actions.GROUP_OPERATION_RESULT, scope=_by_operation_id)
 def subscription_operation_result(subscription_id: str, operation_id: str):
     return _result(subscription_id, operation_id)
