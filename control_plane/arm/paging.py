@@ -38,7 +38,8 @@ def decode_token(token: str, arity: int) -> tuple[Any, ...]:
         key = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
     except (ValueError, UnicodeError):
         raise InvalidSkipToken(f"The skip token '{token[:64]}' is not valid.") from None
-    if not isinstance(key, list) or len(key) != arity or not all(isinstance(k, str) for k in key):
+    # NUL is in no sort key, and PostgreSQL text cannot even compare with one.
+    if not isinstance(key, list) or len(key) != arity or not all(isinstance(k, str) and "\x00" not in k for k in key):
         raise InvalidSkipToken(f"The skip token '{token[:64]}' is not valid.")
     return tuple(key)
 

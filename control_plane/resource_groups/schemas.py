@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from control_plane.resource_groups.models import ResourceGroup
 
 # The column's width: a longer managedBy (a resource id) is a bad request, not a database error.
 MAX_MANAGED_BY = 1024
+
+
+def _no_control_characters(value: str) -> None:
+    """managedBy is a resource id, which holds none (and PostgreSQL text cannot hold NUL)."""
+    if any(c < " " or c == "\x7f" for c in value):
+        raise ValidationError("must not contain control characters")
 
 
 class ResourceGroupPut(Schema):
@@ -19,7 +25,7 @@ class ResourceGroupPut(Schema):
     location = fields.Raw(load_default=None)
     tags = fields.Raw(load_default=None)
     managed_by = fields.String(data_key="managedBy", load_default=None, allow_none=True,
-                               validate=validate.Length(max=MAX_MANAGED_BY))
+                               validate=[validate.Length(max=MAX_MANAGED_BY), _no_control_characters])
     properties = fields.Dict(load_default=None, allow_none=True)
 
 
@@ -29,7 +35,7 @@ class ResourceGroupPatch(Schema):
 
     tags = fields.Raw(load_default=None)
     managed_by = fields.String(data_key="managedBy", load_default=None, allow_none=True,
-                               validate=validate.Length(max=MAX_MANAGED_BY))
+                               validate=[validate.Length(max=MAX_MANAGED_BY), _no_control_characters])
     name = fields.String(load_default=None, allow_none=True)
     properties = fields.Dict(load_default=None, allow_none=True)
 
