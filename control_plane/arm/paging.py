@@ -50,7 +50,7 @@ def page_request(args, arity: int, default_size: int) -> PageRequest:
     size = default_size
     top = args.get("$top")
     if top is not None:
-        if not top.isdigit() or not 1 <= int(top) <= 1000:
+        if not (top.isascii() and top.isdigit()) or not 1 <= int(top) <= 1000:
             raise BadRequest(f"The value '{top[:32]}' of $top is not valid: it must be an integer from 1 to 1000.",
                              code="InvalidParameter", target="$top")
         size = int(top)

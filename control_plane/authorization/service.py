@@ -165,3 +165,7 @@ def remove_at_or_below(session: Session, scope: str) -> None:
 def remove_for_principal(session: Session, principal_id: str) -> None:
     """Deleting a principal removes its assignments."""
     session.execute(sa.delete(RoleAssignment).where(RoleAssignment.principal_id == principal_id))
+
+
+# identity deletes principals (Graph, `control-plane sp delete`) but may not import authorization: it calls this.
+identity.register_principal_cleanup(remove_for_principal)

@@ -1,18 +1,25 @@
-"""Tenants, subscriptions and service principals: creation, look-up and client-secret checks."""
+"""Tenants, subscriptions and service principals: creation, look-up and client-secret checks.
+
+Also the Microsoft Graph directory (applications, service principals, their password credentials) that
+`identity/graph.py` serves.
+"""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from control_plane.arm.errors import InvalidSubscriptionId, SubscriptionNotFound
 from control_plane.crypto import hash_secret, new_client_secret, verify_secret
-from control_plane.db import utcnow
-from control_plane.identity.errors import OAuthError
+from control_plane.db import is_unique_violation, utcnow
+from control_plane.identity.errors import GraphBadRequest, GraphConflict, GraphNotFound, OAuthError
 from control_plane.identity.models import Application, ClientSecret, ServicePrincipal, Subscription, Tenant
 
 SECRET_LIFETIME = timedelta(days=365)
@@ -122,10 +129,310 @@ def authenticate_client(session: Session, tenant_id: str, client_id: str, client
                          f"Application with identifier '{client_id}' was not found in the directory "
                          f"'{tenant_id}'.", 400, aadsts=700016)
     now = utcnow()
-    secrets = session.scalars(
+    # No issued secret holds NUL, and PostgreSQL text cannot: such a secret is simply wrong.
+    secrets = [] if "\x00" in client_secret else session.scalars(
         sa.select(ClientSecret).where(ClientSecret.app_id == principal.app_id, ClientSecret.hint == client_secret[:3])
     )
     if not any(s.expires_at > now and verify_secret(client_secret, s.secret_hash) for s in secrets):
         raise OAuthError("invalid_client", "Invalid client secret provided. Ensure the secret being sent in the "
                          "request is the client secret value, not the client secret ID.", 401, aadsts=7000215)
     return principal
+
+
+# -- Microsoft Graph: applications, service principals and their password credentials ---------------------------
+#
+# Every function is scoped to one tenant: another tenant's object is "not found". A secret is listed on the Graph
+# object it was added to (`owner_type`), while the token endpoint accepts any live secret of the appId, as Entra
+# does. Callers check the caller's privileges; these functions only keep the directory consistent.
+
+APPLICATION = "application"
+SERVICE_PRINCIPAL = "servicePrincipal"
+GRAPH_SECRET_LIFETIME = timedelta(days=730)  # Graph's default for addPassword without endDateTime
+
+# Other packages keep things per principal (authorization: role assignments); they register how to remove them, so
+# deleting a principal never leaves grants behind and identity need not import them.
+PrincipalCleanup = Callable[[Session, str], None]
+PRINCIPAL_CLEANUPS: list[PrincipalCleanup] = []
+
+
+def register_principal_cleanup(cleanup: PrincipalCleanup) -> None:
+    if cleanup not in PRINCIPAL_CLEANUPS:
+        PRINCIPAL_CLEANUPS.append(cleanup)
+
+
+@dataclass(frozen=True)
+class DirectoryClause:
+    """One `$filter` condition. property: displayName, appId, id, identifierUris or servicePrincipalNames;
+    operator: `eq`, `startswith`, or `any` (the collection holds the value). Entra compares case-insensitively."""
+
+    property: str
+    operator: str
+    value: str
+
+
+@dataclass(frozen=True)
+class ApplicationView:
+    application: Application
+    passwords: list[ClientSecret]
+
+
+@dataclass(frozen=True)
+class PrincipalView:
+    principal: ServicePrincipal
+    application: Application | None
+    passwords: list[ClientSecret]
+
+    @property
+    def service_principal_names(self) -> list[str]:
+        """The appId first: az shows `servicePrincipalNames[0]` as a role assignment's principal name."""
+        return [self.principal.app_id, *(self.application.identifier_uris if self.application else [])]
+
+
+def _fold(value: str) -> str:
+    return value.casefold()
+
+
+def _holds(clause: DirectoryClause, properties: dict[str, Any]) -> bool:
+    actual = properties.get(clause.property)
+    wanted = _fold(clause.value)
+    if clause.operator == "any":
+        return any(_fold(item) == wanted for item in actual or ())
+    if actual is None:
+        return False
+    if clause.operator == "startswith":
+        return _fold(actual).startswith(wanted)
+    return _fold(actual) == wanted
+
+
+def _narrow(query: sa.Select, model: type, clauses: Iterable[DirectoryClause]) -> sa.Select:
+    """The conditions SQL can apply cheaply; `_holds` re-checks every row, so this only needs to be a superset."""
+    for clause in clauses:
+        if clause.property == "appId" and clause.operator == "eq":
+            query = query.where(model.app_id == clause.value.lower())
+        elif clause.property == "id" and clause.operator == "eq":
+            query = query.where(model.object_id == clause.value.lower())
+        elif clause.property == "servicePrincipalNames" and is_guid(clause.value):
+            query = query.where(model.app_id == clause.value.lower())  # a GUID name can only be the appId
+    return query
+
+
+def _application_properties(application: Application) -> dict[str, Any]:
+    return {"id": application.object_id, "appId": application.app_id, "displayName": application.display_name,
+            "identifierUris": application.identifier_uris or []}
+
+
+def _passwords(session: Session, app_ids: list[str], owner_type: str) -> dict[str, list[ClientSecret]]:
+    found: dict[str, list[ClientSecret]] = {app_id: [] for app_id in app_ids}
+    if app_ids:
+        for secret in session.scalars(sa.select(ClientSecret).where(
+                ClientSecret.app_id.in_(app_ids), ClientSecret.owner_type == owner_type,
+        ).order_by(ClientSecret.created_at, ClientSecret.key_id)):
+            found[secret.app_id].append(secret)
+    return found
+
+
+def _application_views(session: Session, applications: list[Application]) -> list[ApplicationView]:
+    passwords = _passwords(session, [a.app_id for a in applications], APPLICATION)
+    return [ApplicationView(a, passwords[a.app_id]) for a in applications]
+
+
+def _applications_of(session: Session, principals: list[ServicePrincipal]) -> dict[str, Application]:
+    """Each principal's application (same appId, same tenant), by object id of the principal."""
+    app_ids = [p.app_id for p in principals]
+    applications = {a.app_id: a for a in session.scalars(
+        sa.select(Application).where(Application.app_id.in_(app_ids)))} if app_ids else {}
+    return {p.object_id: a for p in principals
+            if (a := applications.get(p.app_id)) is not None and a.tenant_id == p.tenant_id}
+
+
+def _principal_views(session: Session, principals: list[ServicePrincipal],
+                     applications: dict[str, Application] | None = None) -> list[PrincipalView]:
+    applications = _applications_of(session, principals) if applications is None else applications
+    passwords = _passwords(session, [p.app_id for p in principals], SERVICE_PRINCIPAL)
+    return [PrincipalView(p, applications.get(p.object_id), passwords[p.app_id]) for p in principals]
+
+
+def list_applications(session: Session, tenant_id: str, clauses: list[DirectoryClause], after: str | None,
+                      limit: int) -> tuple[list[ApplicationView], bool]:
+    """One page of the tenant's applications matching every clause, by object id after `after`; True if more."""
+    query = _narrow(sa.select(Application).where(Application.tenant_id == tenant_id), Application, clauses)
+    if after:
+        query = query.where(Application.object_id > after)
+    found: list[Application] = []
+    for application in session.scalars(query.order_by(Application.object_id)):
+        if all(_holds(c, _application_properties(application)) for c in clauses):
+            found.append(application)
+            if len(found) > limit:
+                break
+    return _application_views(session, found[:limit]), len(found) > limit
+
+
+def list_service_principals(session: Session, tenant_id: str, clauses: list[DirectoryClause], after: str | None,
+                            limit: int) -> tuple[list[PrincipalView], bool]:
+    """One page of the tenant's service principals matching every clause, by object id after `after`."""
+    query = _narrow(sa.select(ServicePrincipal).where(ServicePrincipal.tenant_id == tenant_id), ServicePrincipal,
+                    clauses)
+    if after:
+        query = query.where(ServicePrincipal.object_id > after)
+    candidates = list(session.scalars(query.order_by(ServicePrincipal.object_id)))
+    applications = _applications_of(session, candidates)
+    found: list[ServicePrincipal] = []
+    for principal in candidates:
+        names = PrincipalView(principal, applications.get(principal.object_id), []).service_principal_names
+        properties = {"id": principal.object_id, "appId": principal.app_id, "displayName": principal.display_name,
+                      "servicePrincipalNames": names}
+        if all(_holds(c, properties) for c in clauses):
+            found.append(principal)
+            if len(found) > limit:
+                break
+    return _principal_views(session, found[:limit], applications), len(found) > limit
+
+
+def principals_of_tenant(session: Session, tenant_id: str) -> list[ServicePrincipal]:
+    return list(session.scalars(sa.select(ServicePrincipal).where(ServicePrincipal.tenant_id == tenant_id)
+                                .order_by(ServicePrincipal.created_at, ServicePrincipal.object_id)))
+
+
+def _application(session: Session, tenant_id: str, object_id: str) -> Application:
+    application = session.get(Application, object_id.lower()) if is_guid(object_id) else None
+    if application is None or application.tenant_id != tenant_id:
+        raise GraphNotFound(object_id)
+    return application
+
+
+def _principal(session: Session, tenant_id: str, object_id: str) -> ServicePrincipal:
+    principal = session.get(ServicePrincipal, object_id.lower()) if is_guid(object_id) else None
+    if principal is None or principal.tenant_id != tenant_id:
+        raise GraphNotFound(object_id)
+    return principal
+
+
+def get_application(session: Session, tenant_id: str, object_id: str) -> ApplicationView:
+    return _application_views(session, [_application(session, tenant_id, object_id)])[0]
+
+
+def get_service_principal(session: Session, tenant_id: str, object_id: str) -> PrincipalView:
+    return _principal_views(session, [_principal(session, tenant_id, object_id)])[0]
+
+
+def create_graph_application(session: Session, tenant_id: str, display_name: str, identifier_uris: list[str],
+                             sign_in_audience: str | None) -> ApplicationView:
+    application = create_application(session, tenant_id, display_name, identifier_uris)
+    if sign_in_audience:
+        application.sign_in_audience = sign_in_audience
+    return ApplicationView(application, [])
+
+
+def update_application(session: Session, tenant_id: str, object_id: str, changes: dict[str, Any]) -> None:
+    """changes: any of display_name, identifier_uris, sign_in_audience (already validated)."""
+    application = _application(session, tenant_id, object_id)
+    for name in ("display_name", "identifier_uris", "sign_in_audience"):
+        if name in changes:
+            setattr(application, name, changes[name])
+    session.flush()
+
+
+def _refuse_deleting_admin(principal: ServicePrincipal) -> None:
+    if principal.is_tenant_admin:
+        raise GraphBadRequest(f"The service principal '{principal.app_id}' is the tenant administrator that "
+                              "`control-plane init` created; it cannot be deleted.")
+
+
+def _delete_principal(session: Session, principal: ServicePrincipal) -> None:
+    """The principal, the secrets added to it, and what other packages keep for it; its tokens stop working."""
+    session.execute(sa.delete(ClientSecret).where(ClientSecret.app_id == principal.app_id,
+                                                  ClientSecret.owner_type == SERVICE_PRINCIPAL))
+    for cleanup in PRINCIPAL_CLEANUPS:
+        cleanup(session, principal.object_id)
+    session.delete(principal)
+    session.flush()
+
+
+def delete_service_principal(session: Session, tenant_id: str, object_id: str) -> None:
+    """As in Entra, the application (and the secrets added to it) stays; without a principal it cannot sign in."""
+    principal = _principal(session, tenant_id, object_id)
+    _refuse_deleting_admin(principal)
+    _delete_principal(session, principal)
+
+
+def delete_application(session: Session, tenant_id: str, object_id: str) -> None:
+    """The application, its service principal and every secret of its appId."""
+    application = _application(session, tenant_id, object_id)
+    principals = list(session.scalars(sa.select(ServicePrincipal).where(
+        ServicePrincipal.app_id == application.app_id, ServicePrincipal.tenant_id == tenant_id)))
+    for principal in principals:
+        _refuse_deleting_admin(principal)
+    for principal in principals:
+        _delete_principal(session, principal)
+    session.execute(sa.delete(ClientSecret).where(ClientSecret.app_id == application.app_id))
+    session.delete(application)
+    session.flush()
+
+
+def create_principal_for_app_id(session: Session, tenant_id: str, app_id: str) -> PrincipalView:
+    """POST servicePrincipals: the application must be in the tenant; one principal per appId (the DB says so)."""
+    application = session.scalar(sa.select(Application).where(
+        Application.app_id == app_id.lower(), Application.tenant_id == tenant_id)) if is_guid(app_id) else None
+    if application is None:
+        # az create-for-rbac retries on " does not reference " (replication delay in Entra); we never need it to.
+        raise GraphBadRequest(f"The appId '{app_id[:100]}' of the service principal does not reference a valid "
+                              "application object.")
+    try:
+        with session.begin_nested():
+            principal = create_principal_for(session, application)
+    except IntegrityError as exc:
+        if not is_unique_violation(exc):
+            raise
+        raise GraphConflict("Another object with the same value for property servicePrincipalNames already "
+                            "exists.") from None
+    return PrincipalView(principal, application, [])
+
+
+def _credential_owner(session: Session, tenant_id: str, owner_type: str, object_id: str) -> str:
+    """The appId whose secrets the Graph object (application or service principal) holds."""
+    if owner_type == APPLICATION:
+        return _application(session, tenant_id, object_id).app_id
+    return _principal(session, tenant_id, object_id).app_id
+
+
+def add_password(session: Session, tenant_id: str, owner_type: str, object_id: str, display_name: str | None,
+                 start: datetime | None, end: datetime | None) -> tuple[ClientSecret, str]:
+    """addPassword: a new secret on the object (shown once), valid from start (default now) until end."""
+    app_id = _credential_owner(session, tenant_id, owner_type, object_id)
+    start = start or utcnow()
+    end = end or start + GRAPH_SECRET_LIFETIME
+    if end <= start:
+        raise GraphBadRequest("The password credential's endDateTime must be later than its startDateTime.")
+    if end <= utcnow():
+        raise GraphBadRequest("The password credential's endDateTime must be in the future.")
+    record, secret = add_client_secret_record(session, app_id, display_name, owner_type)
+    record.created_at, record.expires_at = start, end
+    session.flush()
+    return record, secret
+
+
+def remove_password(session: Session, tenant_id: str, owner_type: str, object_id: str, key_id: str) -> None:
+    """removePassword: the secret stops working at once (the token endpoint no longer finds it)."""
+    app_id = _credential_owner(session, tenant_id, owner_type, object_id)
+    removed = session.execute(sa.delete(ClientSecret).where(
+        ClientSecret.key_id == key_id.lower(), ClientSecret.app_id == app_id, ClientSecret.owner_type == owner_type,
+    )).rowcount if is_guid(key_id) else 0
+    if not removed:
+        raise GraphBadRequest(f"No password credential with keyId '{key_id[:100]}' exists on object '{object_id}'.")
+
+
+def directory_objects(session: Session, tenant_id: str, ids: list[str],
+                      types: set[str]) -> list[ApplicationView | PrincipalView]:
+    """getByIds: the tenant's objects among `ids` whose Graph type (lower-cased) is in `types`; unknown ids
+    are left out."""
+    wanted = list(dict.fromkeys(i.lower() for i in ids if is_guid(i)))
+    found: dict[str, ApplicationView | PrincipalView] = {}
+    if wanted and SERVICE_PRINCIPAL.lower() in types:
+        principals = session.scalars(sa.select(ServicePrincipal).where(
+            ServicePrincipal.object_id.in_(wanted), ServicePrincipal.tenant_id == tenant_id))
+        found.update((v.principal.object_id, v) for v in _principal_views(session, list(principals)))
+    if wanted and APPLICATION.lower() in types:
+        applications = session.scalars(sa.select(Application).where(
+            Application.object_id.in_(wanted), Application.tenant_id == tenant_id))
+        found.update((v.application.object_id, v) for v in _application_views(session, list(applications)))
+    return [found[i] for i in wanted if i in found]
