@@ -10,24 +10,20 @@ and the registry is deleted. Each call carries its own x-ms-correlation-request-
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 from azure.core.exceptions import HttpResponseError
 
 from tests.conftest import client_kwargs, unique_registry_name
-from tests.support import tools
+from tests.support.az import logged_in
 
 EVENTS = "/subscriptions/{sub}/providers/Microsoft.Insights/eventtypes/management/values"
 API = "2015-04-01"
 READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
-AZ_TIMEOUT = 300
 CLOUD = "ActivityLogTest"
 
 ACR = "Microsoft.ContainerRegistry"
@@ -347,50 +343,10 @@ def test_reads_are_not_logged(arm, story, service):
 # -- the real az CLI ------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Az:
-    binary: Path
-    env: dict[str, str]
-    outputs: list[str] = field(default_factory=list)
-
-    def run(self, *args: str) -> subprocess.CompletedProcess:
-        result = subprocess.run([str(self.binary), *args], env=self.env, capture_output=True, text=True,
-                                timeout=AZ_TIMEOUT, check=False)
-        self.outputs += [result.stdout, result.stderr]
-        return result
-
-    def json(self, *args: str):
-        result = self.run(*args)
-        assert result.returncode == 0, f"az {' '.join(args)} exited {result.returncode}:\n{result.stderr}"
-        return json.loads(result.stdout) if result.stdout.strip() else None
-
-
 @pytest.fixture(scope="module")
 def az(service, tmp_path_factory):
     """A profile of its own: the service's cloud, the bootstrap principal logged in, never the machine's Azure."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_") and k != "CURL_CA_BUNDLE"}
-    env.update({
-        "AZURE_CONFIG_DIR": str(tmp_path_factory.mktemp("az-activity")),
-        "AZURE_CORE_INSTANCE_DISCOVERY": "false",
-        "AZURE_CORE_COLLECT_TELEMETRY": "no",
-        "AZURE_CORE_OUTPUT": "json",
-        "AZURE_CORE_NO_COLOR": "true",
-        "AZURE_CORE_SURVEY_MESSAGE": "false",
-        "REQUESTS_CA_BUNDLE": service.ca,
-    })
-    cli = Az(tools.az_cli(), env)
-    url = service.url
-    cli.json("cloud", "register", "--name", CLOUD, "--endpoint-resource-manager", f"{url}/",
-             "--endpoint-active-directory", url,
-             "--endpoint-active-directory-resource-id", "https://management.core.windows.net/",
-             "--endpoint-active-directory-graph-resource-id", f"{url}/",
-             "--endpoint-microsoft-graph-resource-id", f"{url}/",
-             "--suffix-acr-login-server-endpoint", ".azurecr.io")
-    cli.json("cloud", "set", "--name", CLOUD)
-    init = service.init
-    cli.json("login", "--service-principal", "-u", init["clientId"], "-p", init["clientSecret"],
-             "--tenant", init["tenantId"])
-    return cli
+    return logged_in(service, tmp_path_factory.mktemp("az-activity"), CLOUD)
 
 
 def az_events(az, story: Story, *args: str) -> list[dict]:

@@ -6,91 +6,33 @@ with the bootstrap service principal, exactly as docs/real-clients.md §9.1 desc
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import time
 import uuid
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import unique_registry_name
 from tests.support import tools
+from tests.support.az import Az, az_env, login, register_cloud
 
 pytestmark = pytest.mark.az
 
-AZ_TIMEOUT = 300
 # An LRO step that waits for the clients' default poll interval (30 s) means a Retry-After went missing.
 LRO_SECONDS = 25
 CLOUD = "ControlPlaneTest"
-
-
-@dataclass
-class Az:
-    """Runs az with an isolated profile; `json` parses what it printed, `fail` expects a refusal."""
-
-    binary: Path
-    env: dict[str, str]
-    login_output: list = field(default_factory=list)
-    seconds: float = 0.0
-
-    def run(self, *args: str) -> subprocess.CompletedProcess:
-        started = time.monotonic()
-        try:
-            return subprocess.run([str(self.binary), *args], env=self.env, capture_output=True, text=True,
-                                  timeout=AZ_TIMEOUT, check=False)
-        finally:
-            self.seconds = time.monotonic() - started
-
-    def json(self, *args: str):
-        result = self.run(*args)
-        assert result.returncode == 0, f"az {' '.join(args)} exited {result.returncode}:\n{result.stderr}"
-        return json.loads(result.stdout) if result.stdout.strip() else None
-
-    def fail(self, *args: str) -> str:
-        result = self.run(*args)
-        assert result.returncode != 0, f"az {' '.join(args)} succeeded unexpectedly:\n{result.stdout}"
-        return result.stdout + result.stderr
-
-
-def az_env(config_dir: Path, ca: str) -> dict[str, str]:
-    """The machine's environment minus anything az-related it exports, plus §9.1's settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_") and k != "CURL_CA_BUNDLE"}
-    env.update({
-        "AZURE_CONFIG_DIR": str(config_dir),
-        "AZURE_CORE_COLLECT_TELEMETRY": "no",
-        "AZURE_CORE_INSTANCE_DISCOVERY": "false",
-        "AZURE_CORE_OUTPUT": "json",
-        "AZURE_CORE_NO_COLOR": "true",
-        "AZURE_CORE_SURVEY_MESSAGE": "false",
-        "REQUESTS_CA_BUNDLE": ca,
-    })
-    return env
 
 
 @pytest.fixture(scope="module")
 def az_profile(service, tmp_path_factory):
     """A profile whose cloud was registered against the service, before anyone logged in."""
     az = Az(tools.az_cli(), az_env(tmp_path_factory.mktemp("az-config"), service.ca))
-    host = service.url
-    az.json("cloud", "register", "--name", CLOUD,
-            "--endpoint-resource-manager", f"{host}/",
-            "--endpoint-active-directory", host,
-            "--endpoint-active-directory-resource-id", "https://management.core.windows.net/",
-            "--endpoint-active-directory-graph-resource-id", f"{host}/",
-            "--endpoint-microsoft-graph-resource-id", f"{host}/",
-            "--suffix-acr-login-server-endpoint", ".azurecr.io")
-    az.json("cloud", "set", "--name", CLOUD)
+    register_cloud(az, service.url, CLOUD)
     return az
 
 
 @pytest.fixture(scope="module")
 def az(az_profile, service):
     init = service.init
-    accounts = az_profile.json("login", "--service-principal", "-u", init["clientId"], "-p", init["clientSecret"],
-                               "--tenant", init["tenantId"])
+    accounts = login(az_profile, init["clientId"], init["clientSecret"], init["tenantId"])
     az_profile.login_output = accounts
     return az_profile
 

@@ -39,6 +39,8 @@ from control_plane.db import Database
 from control_plane.identity.tokens import Caller, TokenIssuer
 from tests.conftest import client_kwargs, storage_containers, unique_registry_name
 from tests.support import servers, tools
+from tests.support.az import Az, az_env, register_cloud
+from tests.support.az import login as az_login
 from tests.support.dataplane import ConnectProxy, Skopeo, build_image, missing_tools, registry_process
 
 NULL_USERNAME = "00000000-0000-0000-0000-000000000000"
@@ -374,8 +376,6 @@ def test_tokens_are_bound_to_their_registry_and_expire(service, acr, group, data
 @pytest.mark.az
 def test_az_acr_login_expose_token_and_repository_list(service, acr, group, image, tmp_path):
     """az reaches `https://<loginServer>/` through an HTTPS proxy that tunnels to the registry process (no DNS)."""
-    import subprocess
-
     registry = create_registry(acr, group, "dpaz", admin_user_enabled=True)
     name, server = registry.name, registry.login_server
     admin = (name, acr.registries.list_credentials(group, name).passwords[0].value)
@@ -383,27 +383,13 @@ def test_az_acr_login_expose_token_and_repository_list(service, acr, group, imag
     with registry_process(service, name, server, tmp_path, tls=True) as running, \
             ConnectProxy({server: running.port}) as proxy:
         assert_ok(skopeo.push(f"{image}:1.0", running.address, "team/app:1.0", admin), "admin push")
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith("AZURE_") and k.lower() not in ("curl_ca_bundle", "https_proxy", "no_proxy")}
-        env.update({"AZURE_CONFIG_DIR": str(tmp_path / "az"), "AZURE_CORE_COLLECT_TELEMETRY": "no",
-                    "AZURE_CORE_INSTANCE_DISCOVERY": "false", "AZURE_CORE_OUTPUT": "json",
-                    "AZURE_CORE_SURVEY_MESSAGE": "false", "REQUESTS_CA_BUNDLE": service.ca,
-                    "HTTPS_PROXY": f"http://127.0.0.1:{proxy.port}", "NO_PROXY": "127.0.0.1,localhost"})
-
-        def az(*args: str) -> subprocess.CompletedProcess:
-            return subprocess.run([str(tools.az_cli()), *args], env=env, capture_output=True, text=True,
-                                  timeout=300, check=False)
-
-        for args in (("cloud", "register", "--name", "DataPlane", "--endpoint-resource-manager", f"{service.url}/",
-                      "--endpoint-active-directory", service.url,
-                      "--endpoint-active-directory-resource-id", "https://management.core.windows.net/",
-                      "--endpoint-active-directory-graph-resource-id", f"{service.url}/",
-                      "--endpoint-microsoft-graph-resource-id", f"{service.url}/",
-                      "--suffix-acr-login-server-endpoint", ".azurecr.io"),
-                     ("cloud", "set", "--name", "DataPlane"),
-                     ("login", "--service-principal", "-u", service.init["clientId"], "-p",
-                      service.init["clientSecret"], "--tenant", service.tenant_id)):
-            assert_ok(az(*args), f"az {args[0]} {args[1]}")
+        cli = Az(tools.az_cli(), az_env(tmp_path / "az", service.ca, HTTPS_PROXY=f"http://127.0.0.1:{proxy.port}",
+                                        NO_PROXY="127.0.0.1,localhost"))
+        for variable in ("https_proxy", "no_proxy"):
+            cli.env.pop(variable, None)
+        register_cloud(cli, service.url, "DataPlane")
+        az_login(cli, service.init["clientId"], service.init["clientSecret"], service.tenant_id)
+        az = cli.run
 
         login = az("acr", "login", "-n", name, "--expose-token")
         assert_ok(login, "az acr login --expose-token")

@@ -8,20 +8,15 @@ URL as the audience, so these tests register the cloud exactly as the README's a
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import uuid
-from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 import requests
 
 from tests.conftest import unique_registry_name
-from tests.support import tools
+from tests.support.az import Az, logged_in
 
-AZ_TIMEOUT = 300
 CLOUD = "ControlPlaneGraph"
 SUBSCRIPTIONS_VERSION = "2022-12-01"
 AUTHORIZATION_VERSION = "2022-04-01"
@@ -31,53 +26,10 @@ ACR_PULL = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
 # -- the az CLI, with its own profile ------------------------------------------------------------------------------
 
 
-@dataclass
-class Az:
-    binary: Path
-    env: dict[str, str]
-
-    def run(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([str(self.binary), *args], env=self.env, capture_output=True, text=True,
-                              timeout=AZ_TIMEOUT, check=False)
-
-    def json(self, *args: str):
-        result = self.run(*args)
-        assert result.returncode == 0, f"az {' '.join(args)} exited {result.returncode}:\n{result.stderr}"
-        return json.loads(result.stdout) if result.stdout.strip() else None
-
-
-def az_env(config_dir: Path, ca: str) -> dict[str, str]:
-    """docs/real-clients.md §9.1: an isolated profile, no instance discovery, the service's CA for msal and az."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_") and k != "CURL_CA_BUNDLE"}
-    env.update({
-        "AZURE_CONFIG_DIR": str(config_dir),
-        "AZURE_CORE_COLLECT_TELEMETRY": "no",
-        "AZURE_CORE_INSTANCE_DISCOVERY": "false",
-        "AZURE_CORE_OUTPUT": "json",
-        "AZURE_CORE_NO_COLOR": "true",
-        "AZURE_CORE_SURVEY_MESSAGE": "false",
-        "REQUESTS_CA_BUNDLE": ca,
-    })
-    return env
-
-
 @pytest.fixture(scope="module")
 def az(service, tmp_path_factory) -> Az:
     """Logged in as the `init` principal: the tenant administrator, Owner of the subscription."""
-    az = Az(tools.az_cli(), az_env(tmp_path_factory.mktemp("az-graph"), service.ca))
-    url = service.url
-    az.json("cloud", "register", "--name", CLOUD,
-            "--endpoint-resource-manager", f"{url}/",
-            "--endpoint-active-directory", url,
-            "--endpoint-active-directory-resource-id", "https://management.core.windows.net/",
-            "--endpoint-active-directory-graph-resource-id", f"{url}/",
-            "--endpoint-microsoft-graph-resource-id", f"{url}/",
-            "--suffix-acr-login-server-endpoint", ".azurecr.io")
-    az.json("cloud", "set", "--name", CLOUD)
-    init = service.init
-    # `--password=` because a secret may start with '-', which az would read as an option.
-    az.json("login", "--service-principal", "-u", init["clientId"], f"--password={init['clientSecret']}",
-            "--tenant", init["tenantId"])
+    az = logged_in(service, tmp_path_factory.mktemp("az-graph"), CLOUD)
     return az
 
 
