@@ -95,6 +95,21 @@ class Database:
         self.engine.dispose()
 
 
+def insert_unless_duplicate(session: Session, row: Base) -> bool:
+    """Adds `row` in a savepoint: False when a unique index refuses it (someone else inserted it first).
+
+    This is how every create decides races: the database, never a check before the insert.
+    """
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError as exc:
+        if not is_unique_violation(exc):
+            raise
+        return False
+    return True
+
+
 def is_unique_violation(error: IntegrityError) -> bool:
     """True when an IntegrityError comes from a unique index (not a foreign key or NOT NULL)."""
     text = str(error.orig).lower()

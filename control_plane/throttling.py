@@ -14,11 +14,10 @@ import time
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from control_plane.config import DELETES, READS, WRITES, BucketRule
-from control_plane.db import Base, Database
+from control_plane.db import Base, Database, insert_unless_duplicate
 
 
 class ThrottleBucket(Base):
@@ -85,11 +84,9 @@ class Throttler:
                 return left
             if session.get(ThrottleBucket, key) is not None:
                 return None
-            try:
-                with session.begin_nested():
-                    session.add(ThrottleBucket(key=key, tokens=float(rule.capacity - amount), refilled_at=now))
-            except IntegrityError:
-                return None  # another process created it first: let the caller retry with a smaller lease
+            if not insert_unless_duplicate(
+                    session, ThrottleBucket(key=key, tokens=float(rule.capacity - amount), refilled_at=now)):
+                return None  # another process created it first: the caller retries with a smaller lease
             return float(rule.capacity - amount)
 
     def _available(self, key: str, rule: BucketRule) -> float:

@@ -7,14 +7,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from control_plane.arm.errors import BadRequest, Conflict, NotFound
 from control_plane.authorization import roles
 from control_plane.authorization.models import RoleAssignment
 from control_plane.authorization.policy import is_at_or_above, scope_key
-from control_plane.db import is_unique_violation, utcnow
+from control_plane.db import insert_unless_duplicate, utcnow
 from control_plane.identity import service as identity
 from control_plane.identity.models import ServicePrincipal
 
@@ -89,17 +88,12 @@ def create(session: Session, tenant_id: str, scope: str, name: str, request: Ass
         condition=request.condition, condition_version=request.condition_version,
         delegated_managed_identity_resource_id=request.delegated_managed_identity_resource_id,
         created_by=caller_object_id, updated_by=caller_object_id)
-    try:
-        with session.begin_nested():
-            session.add(assignment)
-    except IntegrityError as exc:
-        if not is_unique_violation(exc):
-            raise
-        existing = session.get(RoleAssignment, name)
-        if existing is not None:  # the same name, created by a concurrent PUT
-            return _same_or_refuse(existing, tenant_id, scope, role, principal_id, request, caller_object_id), False
-        raise Conflict("The role assignment already exists.", code="RoleAssignmentExists") from None
-    return assignment, True
+    if insert_unless_duplicate(session, assignment):
+        return assignment, True
+    existing = session.get(RoleAssignment, name)
+    if existing is not None:  # the same name, created by a concurrent PUT
+        return _same_or_refuse(existing, tenant_id, scope, role, principal_id, request, caller_object_id), False
+    raise Conflict("The role assignment already exists.", code="RoleAssignmentExists")
 
 
 def _same_or_refuse(existing: RoleAssignment, tenant_id: str, scope: str, role: roles.RoleDefinition,

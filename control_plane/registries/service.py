@@ -10,13 +10,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from control_plane.arm.errors import BadRequest, Conflict, ResourceNotFound
+from control_plane.arm.errors import BadRequest, Conflict, ResourceGroupNotFound, ResourceNotFound
 from control_plane.arm.paging import PageRequest
 from control_plane.crypto import Cipher, random_password
-from control_plane.db import is_unique_violation, utcnow
+from control_plane.db import insert_unless_duplicate, utcnow
 from control_plane.identity.tokens import Caller
 from control_plane.operations import service as operations
 from control_plane.registries import names
@@ -50,11 +49,30 @@ def find(session: Session, group: ResourceGroup, name: str) -> Registry | None:
                                                     Registry.name_key == name.lower()))
 
 
+def by_id(session: Session, registry_id: str) -> Registry | None:
+    return session.get(Registry, registry_id)
+
+
 def get(session: Session, group: ResourceGroup, name: str) -> Registry:
     registry = find(session, group, name)
     if registry is None:
         raise ResourceNotFound(REGISTRY_TYPE, name, group.name)
     return registry
+
+
+def get_in_group(session: Session, subscription_id: str, group_name: str, name: str) -> Registry:
+    """A registry by its URL in one query (group and registry joined); the group's or the registry's 404."""
+    row = session.execute(
+        sa.select(ResourceGroup.name, Registry)
+        .outerjoin(Registry, sa.and_(Registry.resource_group_id == ResourceGroup.id,
+                                     Registry.name_key == name.lower()))
+        .where(ResourceGroup.subscription_id == subscription_id, ResourceGroup.name_key == group_name.lower())
+    ).first()
+    if row is None:
+        raise ResourceGroupNotFound(group_name)
+    if row.Registry is None:
+        raise ResourceNotFound(REGISTRY_TYPE, name, row.name)
+    return row.Registry
 
 
 def check_name_availability(session: Session, name: Any, resource_type: Any) -> dict[str, Any]:
@@ -143,17 +161,11 @@ def create_or_replace(session: Session, cipher: Cipher, group: ResourceGroup, na
             created_by=by, created_by_type=by_type, modified_by=by, modified_by_type=by_type,
         )
         registry.container_name = f"{name.lower()}-{registry.id[:8]}"
-        try:
-            with session.begin_nested():
-                session.add(registry)
-        except IntegrityError as exc:
-            if not is_unique_violation(exc):
-                raise
-            existing = session.scalar(sa.select(Registry).where(Registry.name_key == name.lower()))
-            if existing is None:
-                raise Conflict(names.taken_message(name, login_server_suffix), code="AlreadyInUse") from None
-        else:
+        if insert_unless_duplicate(session, registry):
             return Change(registry, _start(session, PROVISION_KIND, registry), created=True)
+        existing = session.scalar(sa.select(Registry).where(Registry.name_key == name.lower()))
+        if existing is None:  # taken a moment ago, and already gone again
+            raise Conflict(names.taken_message(name, login_server_suffix), code="AlreadyInUse")
 
     if existing.resource_group_id != group.id:
         raise Conflict(names.taken_message(name, login_server_suffix), code="AlreadyInUse")

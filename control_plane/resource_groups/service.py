@@ -13,14 +13,13 @@ from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from control_plane.arm.errors import BadRequest, Conflict, ResourceGroupNotFound
 from control_plane.arm.paging import PageRequest
 from control_plane.authorization import scopes
 from control_plane.authorization import service as authorization
-from control_plane.db import is_unique_violation
+from control_plane.db import insert_unless_duplicate
 from control_plane.operations import service as operations
 from control_plane.resource_groups.models import ResourceGroup
 
@@ -78,28 +77,20 @@ def create_or_update(session: Session, subscription_id: str, name: str, location
     """Returns (group, created). The unique index decides a race between two creates of one name."""
     validate_name(name)
     group = find(session, subscription_id, name)
-    created = False
     if group is None:
         group = ResourceGroup(id=str(uuid.uuid4()), subscription_id=subscription_id, name=name,
                               name_key=name.lower(), location=location, tags=tags, managed_by=managed_by)
-        try:
-            with session.begin_nested():
-                session.add(group)
-        except IntegrityError as exc:
-            if not is_unique_violation(exc):
-                raise
-            group = get(session, subscription_id, name)
-        else:
+        if insert_unless_duplicate(session, group):
             return group, True
-    if group.provisioning_state == "Deleting":
-        get_writable(session, subscription_id, name)
+        group = get(session, subscription_id, name)
+    get_writable(session, subscription_id, name)  # refuses a group being deleted
     if group.location != location:
         raise BadRequest(f"Invalid resource group location '{location}'. The Resource group already exists in "
                          f"location '{group.location}'.", code="InvalidResourceGroupLocation", target="location")
     group.tags = tags
     group.managed_by = managed_by
     session.flush()
-    return group, created
+    return group, False
 
 
 def update(session: Session, group: ResourceGroup, tags: dict | None, managed_by: str | None) -> ResourceGroup:
