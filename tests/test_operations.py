@@ -21,6 +21,7 @@ from control_plane.operations.models import Operation
 from control_plane.registries.models import Registry as RegistryRow
 from tests.conftest import unique_registry_name
 from tests.support import servers, tools
+from tests.support.tcp_proxy import TcpProxy
 
 
 def _token(app, tenant_id: str, client_id: str, secret: str) -> str:
@@ -68,63 +69,77 @@ def test_operation_left_by_a_dead_worker_is_finished_by_the_next(tmp_path):
     assert store.list_containers() == [registry.container_name]
 
 
-def _containers(svc) -> set[str]:
-    root = svc.data_dir / "blobs"
-    return {p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")} if root.exists() else set()
+def _blob_containers(connection: str) -> set[str]:
+    from azure.storage.blob import BlobServiceClient
+
+    return {c.name for c in BlobServiceClient.from_connection_string(connection).list_containers()}
 
 
-def test_kill_9_during_creates_and_deletes_then_restart(tmp_path):
-    """kill -9 of gunicorn and its workers while operations are in flight; after a restart all reach an end."""
-    svc = servers.make_service(tmp_path, None, "local", {"CONTROL_PLANE_OPERATION_LEASE_SECONDS": "3"})
-    svc.init = svc.cli_json("init")
-    svc.start()
-    token = requests.post(f"{svc.url}/{svc.tenant_id}/oauth2/v2.0/token", verify=svc.ca, timeout=30, data={
-        "grant_type": "client_credentials", "client_id": svc.init["clientId"],
-        "client_secret": svc.init["clientSecret"], "scope": "https://management.azure.com/.default"}
-    ).json()["access_token"]
-    session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {token}"
-    base = f"{svc.url}/subscriptions/{svc.subscription_id}/resourceGroups/rg1"
-    session.put(f"{base}?api-version=2025-04-01", json={"location": "eastus"}, verify=svc.ca, timeout=30)
-    names = [unique_registry_name("kill") for _ in range(24)]
+def _count(engine, query) -> int:
+    with engine.connect() as conn:
+        return conn.scalar(query)
 
-    def put(name):
-        return session.put(f"{base}/providers/Microsoft.ContainerRegistry/registries/{name}?api-version=2025-11-01",
-                           json={"location": "eastus", "sku": {"name": "Basic"}}, verify=svc.ca, timeout=30)
 
-    def delete(name):
-        return session.delete(f"{base}/providers/Microsoft.ContainerRegistry/registries/{name}"
-                              "?api-version=2025-11-01", verify=svc.ca, timeout=30)
-
-    try:
-        with ThreadPoolExecutor(8) as pool:
-            assert {r.status_code for r in pool.map(put, names)} == {201}
-            assert {r.status_code for r in pool.map(delete, names[:8])} <= {202}
-        svc.stop(signal.SIGKILL)
+def test_kill_9_with_operations_in_flight_then_restart(tmp_path):
+    """kill -9 of gunicorn and all its workers while creates and deletes are still talking to (slow) storage; after a
+    restart every operation reaches an end, every registry has its container and every container its registry."""
+    binary = tools.azurite_blob()
+    with servers.azurite(binary, ("acrkill",), tmp_path) as azurite:
+        slow = TcpProxy("127.0.0.1", azurite.port, delay=0.4)
+        slow.start()
+        connection = azurite.connection_string("acrkill").replace(f":{azurite.port}/", f":{slow.port}/")
+        svc = servers.make_service(tmp_path / "svc", None, connection, {"CONTROL_PLANE_OPERATION_LEASE_SECONDS": "3"})
+        svc.data_dir.mkdir()
+        svc.init = svc.cli_json("init")
         svc.start()
-        deadline = time.monotonic() + 60
-        engine = sa.create_engine(f"sqlite:///{tmp_path / 'control-plane.db'}")
-        while time.monotonic() < deadline:
+        engine = sa.create_engine(f"sqlite:///{svc.data_dir / 'control-plane.db'}")
+        try:
+            token = requests.post(f"{svc.url}/{svc.tenant_id}/oauth2/v2.0/token", verify=svc.ca, timeout=30, data={
+                "grant_type": "client_credentials", "client_id": svc.init["clientId"],
+                "client_secret": svc.init["clientSecret"], "scope": "https://management.azure.com/.default"}
+            ).json()["access_token"]
+            session = requests.Session()
+            session.headers["Authorization"] = f"Bearer {token}"
+            base = f"{svc.url}/subscriptions/{svc.subscription_id}/resourceGroups/rg1"
+            session.put(f"{base}?api-version=2025-04-01", json={"location": "eastus"}, verify=svc.ca, timeout=30)
+            names = [unique_registry_name("kill") for _ in range(16)]
+            registry = f"{base}/providers/Microsoft.ContainerRegistry/registries/{{}}?api-version=2025-11-01"
+            with ThreadPoolExecutor(8) as pool:
+                created = list(pool.map(lambda n: session.put(registry.format(n), json={
+                    "location": "eastus", "sku": {"name": "Basic"}}, verify=svc.ca, timeout=30), names))
+                assert {r.status_code for r in created} == {201}
+                deleted = list(pool.map(lambda n: session.delete(registry.format(n), verify=svc.ca, timeout=30),
+                                        names[:6]))
+                assert {r.status_code for r in deleted} == {202}
+            in_flight = _count(engine, sa.select(sa.func.count()).select_from(Operation)
+                               .where(Operation.status == "InProgress"))
+            assert in_flight >= 4, f"the test needs operations in flight when it kills, found {in_flight}"
+            svc.stop(signal.SIGKILL)
+
+            slow.delay = 0.0
+            svc.start()
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline and _count(engine, sa.select(sa.func.count()).select_from(Operation)
+                                                          .where(Operation.status == "InProgress")):
+                time.sleep(0.5)
             with engine.connect() as conn:
-                pending = conn.scalar(sa.select(sa.func.count()).select_from(Operation)
-                                      .where(Operation.status == "InProgress"))
-            if pending == 0:
-                break
-            time.sleep(0.5)
-        with engine.connect() as conn:
-            rows = conn.execute(sa.select(RegistryRow.name, RegistryRow.container_name,
-                                          RegistryRow.provisioning_state)).all()
-            states = set(conn.scalars(sa.select(Operation.status)))
-        engine.dispose()
-        assert states <= {"Succeeded"}, states
-        assert {r.name for r in rows} == set(names[8:])
-        assert {r.provisioning_state for r in rows} == {"Succeeded"}
-        assert _containers(svc) == {r.container_name for r in rows}
-    finally:
-        svc.stop()
+                rows = conn.execute(sa.select(RegistryRow.name, RegistryRow.container_name,
+                                              RegistryRow.provisioning_state)).all()
+                states = set(conn.scalars(sa.select(Operation.status)))
+            assert states == {"Succeeded"}, states
+            assert {r.name for r in rows} == set(names[6:])
+            assert {r.provisioning_state for r in rows} == {"Succeeded"}
+            assert _blob_containers(azurite.connection_string("acrkill")) == {r.container_name for r in rows}
+        finally:
+            svc.stop()
+            slow.stop()
+            engine.dispose()
+    print(f"kill -9 with {in_flight} operations in flight: nothing lost")
 
 
-def test_storage_down_fails_the_operation_and_the_next_put_heals(tmp_path):
+def test_storage_down_fails_create_update_and_delete_cleanly_and_the_next_call_heals(tmp_path):
+    """Azurite stopped during create, update and delete: each operation ends Failed with StorageOperationFailed,
+    reads keep working, nothing half-done remains, and once storage is back the next PUT or DELETE completes."""
     accounts = ("acrheal",)
     binary = tools.azurite_blob()
     with servers.azurite(binary, accounts, tmp_path) as azurite:
@@ -134,7 +149,6 @@ def test_storage_down_fails_the_operation_and_the_next_put_heals(tmp_path):
         svc.data_dir.mkdir()
         svc.init = svc.cli_json("init")
         svc.start()
-    try:
         from azure.identity import ClientSecretCredential
         from azure.mgmt.resource.resources import ResourceManagementClient
 
@@ -145,24 +159,34 @@ def test_storage_down_fails_the_operation_and_the_next_put_heals(tmp_path):
         acr = ContainerRegistryManagementClient(credential, svc.subscription_id, **kwargs)
         ResourceManagementClient(credential, svc.subscription_id, **kwargs).resource_groups.create_or_update(
             "rg1", {"location": "eastus"})
+        basic = Registry(location="eastus", sku=Sku(name="Basic"))
+        survivor = unique_registry_name("survivor")
+        acr.registries.begin_create("rg1", survivor, basic).result()
+    try:
+        # Azurite is stopped. A create fails cleanly, with the storage error on the operation.
         name = unique_registry_name("heal")
-        # Azurite is stopped: the create fails cleanly, with the storage error on the operation.
-        with pytest.raises(HttpResponseError) as raised:
-            acr.registries.begin_create("rg1", name, Registry(location="eastus", sku=Sku(name="Basic"))).result()
-        assert "StorageOperationFailed" in str(raised.value)
+        with pytest.raises(HttpResponseError, match="StorageOperationFailed"):
+            acr.registries.begin_create("rg1", name, basic).result()
         assert acr.registries.get("rg1", name).provisioning_state == "Failed"
-        assert [r.name for r in acr.registries.list()] == [name]
+        # An update of a healthy registry (which checks its container) fails the same way; reads keep working.
+        with pytest.raises(HttpResponseError, match="StorageOperationFailed"):
+            acr.registries.begin_create("rg1", survivor, Registry(location="eastus", sku=Sku(name="Standard"))).result()
+        assert acr.registries.get("rg1", survivor).provisioning_state == "Failed"
+        assert sorted(r.name for r in acr.registries.list()) == sorted([name, survivor])
+        # A delete cannot remove the container: it fails, and the registry stays (never a container without a row).
+        with pytest.raises(HttpResponseError, match="StorageOperationFailed"):
+            acr.registries.begin_delete("rg1", survivor).result()
+        assert acr.registries.get("rg1", survivor).name == survivor
 
-        with servers.azurite(binary, accounts, tmp_path, port=port) as azurite:
-            healed = acr.registries.begin_create("rg1", name, Registry(location="eastus", sku=Sku(name="Basic")))
-            assert healed.result().provisioning_state == "Succeeded"
-            from azure.storage.blob import BlobServiceClient
-
-            listed = [c.name for c in BlobServiceClient.from_connection_string(connection).list_containers()]
-            assert len(listed) == 1 and listed[0].startswith(name.lower())
+        # Azurite is back (empty: it keeps its data in memory). The next PUT heals, the next DELETE completes.
+        with servers.azurite(binary, accounts, tmp_path, port=port):
+            assert acr.registries.begin_create("rg1", name, basic).result().provisioning_state == "Succeeded"
+            assert acr.registries.begin_create("rg1", survivor, basic).result().provisioning_state == "Succeeded"
+            assert {c.split("-")[0] for c in _blob_containers(connection)} == {name.lower(), survivor.lower()}
+            acr.registries.begin_delete("rg1", survivor).result()
             acr.registries.begin_delete("rg1", name).result()
-            assert list(BlobServiceClient.from_connection_string(connection).list_containers()) == []
-            assert azurite.port == port
+            assert _blob_containers(connection) == set()
+            assert list(acr.registries.list()) == []
     finally:
         svc.stop()
     assert "Traceback" not in svc.log(), "a storage outage is an expected failure, not a crash"
