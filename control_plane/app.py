@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -15,6 +13,7 @@ from control_plane.crypto import load_cipher
 from control_plane.db import Database
 from control_plane.identity.external import ExternalIssuers
 from control_plane.identity.tokens import TokenIssuer
+from control_plane.observability import access, logs
 from control_plane.operations.worker import OperationWorker
 from control_plane.storage import StorageRouter
 from control_plane.throttling import Throttler
@@ -49,7 +48,8 @@ def _register_handlers() -> None:
 
 def create_app(settings: Settings | None = None, *, start_worker: bool = False) -> Flask:
     settings = settings or Settings.from_env()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # Under `serve`, gunicorn's master already configured logging (JSON by default); this only sets the level.
+    logs.configure(settings.log_level, settings.log_format or "text")
     app = Flask(__name__)
     app.json.sort_keys = False
     context = build_context(settings)
@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None, *, start_worker: bool = False) 
     from control_plane.dataplane.routes import bp as dataplane_bp
     from control_plane.identity.graph import bp as graph_bp
     from control_plane.identity.routes import bp as identity_bp
+    from control_plane.observability.routes import bp as observability_bp
     from control_plane.operations.routes import bp as operations_bp
     from control_plane.registries.routes import bp as registries_bp
     from control_plane.resource_groups.routes import bp as resource_groups_bp
@@ -69,6 +70,8 @@ def create_app(settings: Settings | None = None, *, start_worker: bool = False) 
         app.register_blueprint(blueprint)
     app.register_blueprint(dataplane_bp)
     app.register_blueprint(graph_bp)
+    app.register_blueprint(observability_bp)
+    access.install(app)  # first: its clock starts before, and its log line is written after, every other hook
     http.install(app, settings.max_body_bytes)
     recorder.install(app)
 

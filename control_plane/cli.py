@@ -1,5 +1,5 @@
-"""The `control-plane` command: serve, init, tenant create, subscription create, sp create, db upgrade,
-registry config|run."""
+"""The `control-plane` command: serve, worker, init, tenant create, subscription create, sp create, db upgrade,
+keys rotate|list|rotate-encryption, registry config|run."""
 
 from __future__ import annotations
 
@@ -22,7 +22,13 @@ def _prepare(settings: Settings) -> None:
     try:
         migrate.upgrade(db.engine)
         cipher = load_cipher(settings.encryption_key, settings.data_dir)
-        TokenIssuer(db, cipher, settings.public_url, settings.token_lifetime_seconds).ensure_signing_key()
+        issuer = TokenIssuer(db, cipher, settings.public_url, settings.token_lifetime_seconds)
+        issuer.ensure_signing_key()
+        try:
+            issuer.signing_key()  # decrypts it: a replica given another encryption key stops here, not at a 500
+        except ValueError as exc:
+            raise SystemExit(f"error: {exc}. Every replica sharing this database needs the same "
+                             "CONTROL_PLANE_ENCRYPTION_KEY.") from None
     finally:
         db.dispose()
     if settings.tls == "auto" and settings.tls_cert_file is None:
@@ -128,15 +134,134 @@ def cmd_sp_delete(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
+    import logging
+
     from control_plane import migrate
     from control_plane.db import Database
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.database_url)
-    print(f"upgrading {db.engine.url.render_as_string(hide_password=True)} to {args.revision} ...", file=sys.stderr)
-    migrate.upgrade(db.engine, args.revision)
-    db.dispose()
-    print("done", file=sys.stderr)
+    print(f"db: upgrading {db.engine.url.render_as_string(hide_password=True)} to {args.revision} ...",
+          file=sys.stderr, flush=True)
+    # Alembic names each step it runs ("Running upgrade 0002 -> 0003, ..."): that is the progress.
+    steps = logging.getLogger("alembic.runtime.migration")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("db: %(message)s"))
+    handler.addFilter(lambda record: record.getMessage().startswith("Running "))
+    steps.addHandler(handler)
+    previous_level = steps.level
+    steps.setLevel(logging.INFO)
+    try:
+        migrate.upgrade(db.engine, args.revision)
+    finally:
+        steps.removeHandler(handler)
+        steps.setLevel(previous_level)
+        db.dispose()
+    print("db: done", file=sys.stderr)
+    return 0
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    """Runs only the operation worker, no HTTP, until SIGTERM or SIGINT: for deployments whose API replicas run
+    with CONTROL_PLANE_RUN_WORKER=false. Leases in the database let any number of these run side by side."""
+    import logging
+    import signal
+    import threading
+
+    from control_plane.app import build_context
+    from control_plane.observability import logs
+
+    logs.configure(settings.log_level, settings.log_format or "json")
+    log = logging.getLogger("control_plane.worker")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    context = build_context(settings)
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    context.worker.start()
+    log.info("operation worker %s started (poll every %ss)", context.worker.owner, settings.worker_poll_seconds)
+    while not stopping.wait(1.0):
+        pass
+    log.info("operation worker %s stopping", context.worker.owner)
+    context.worker.stop()
+    context.db.dispose()
+    return 0
+
+
+def _issuer(settings: Settings, db):
+    from control_plane.crypto import load_cipher
+    from control_plane.identity.tokens import TokenIssuer
+
+    cipher = load_cipher(settings.encryption_key, settings.data_dir)
+    return TokenIssuer(db, cipher, settings.public_url, settings.token_lifetime_seconds)
+
+
+def cmd_keys_rotate(settings: Settings, args: argparse.Namespace) -> int:
+    """A new token-signing key signs from now on; the old ones verify for --grace-seconds more, then retire."""
+    from control_plane import keys
+    from control_plane.db import Database
+    from control_plane.identity.tokens import KEY_CACHE_SECONDS
+
+    grace = keys.default_grace_seconds(settings) if args.grace_seconds is None else args.grace_seconds
+    if grace < KEY_CACHE_SECONDS:
+        print(f"warning: replicas re-read signing keys every {KEY_CACHE_SECONDS} s; with a grace period shorter "
+              "than that, one may still accept (and hand out) tokens of the old key until it does.",
+              file=sys.stderr)
+    db = Database(settings.database_url)
+    try:
+        issuer = _issuer(settings, db)
+        kid = issuer.rotate(grace_seconds=grace)
+        _print_json({"kid": kid, "graceSeconds": grace, "keys": issuer.key_status()})
+    finally:
+        db.dispose()
+    return 0
+
+
+def cmd_keys_list(settings: Settings, args: argparse.Namespace) -> int:
+    from control_plane.db import Database
+
+    db = Database(settings.database_url)
+    try:
+        _print_json({"keys": _issuer(settings, db).key_status()})
+    finally:
+        db.dispose()
+    return 0
+
+
+def cmd_keys_rotate_encryption(settings: Settings, args: argparse.Namespace) -> int:
+    """Re-encrypts every stored secret with the newest encryption key; exit 1 if any value still needs an older key.
+
+    With CONTROL_PLANE_ENCRYPTION_KEY, the newest key is the list's first: prepend a new key (on every replica),
+    run this, then drop the old key. With the generated key file, this makes a new key itself and keeps the old
+    ones in the keyring file beside it.
+    """
+    from control_plane import keys
+    from control_plane.crypto import KeyFiles, load_cipher
+    from control_plane.db import Database
+
+    def progress(line: str) -> None:
+        print(f"keys: {line}", file=sys.stderr, flush=True)
+
+    if settings.encryption_key:
+        cipher = load_cipher(settings.encryption_key, settings.data_dir)
+        mode = "CONTROL_PLANE_ENCRYPTION_KEY"
+        if cipher.key_count == 1:
+            progress("CONTROL_PLANE_ENCRYPTION_KEY holds one key: re-encrypting with it. To rotate, put a new key "
+                     "first (comma-separated, newest first) on every replica, then run this again.")
+    else:
+        mode = "key file"
+        cipher = keys.rotate_file_key(KeyFiles(settings.data_dir))
+        progress(f"made a new key in {settings.data_dir / 'encryption.key'}; {cipher.key_count - 1} older key(s) "
+                 "kept in the keyring")
+    db = Database(settings.database_url)
+    try:
+        result = keys.reencrypt(db, cipher, progress)
+    finally:
+        db.dispose()
+    _print_json({"mode": mode, **result.as_dict()})
+    if not result.complete:
+        progress("some values were written with an older key while this ran; run it again")
+        return 1
     return 0
 
 
@@ -212,6 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--threads", type=int, default=4, help="threads per worker")
     serve.set_defaults(handler=cmd_serve)
 
+    worker = commands.add_parser("worker", help="run only the operation worker (no HTTP), for API replicas that "
+                                 "set CONTROL_PLANE_RUN_WORKER=false")
+    worker.set_defaults(handler=cmd_worker)
+
     init = commands.add_parser("init", help="create the tenant, subscription and owner principal (idempotent)")
     init.add_argument("--reset-secret", action="store_true", help="add a new client secret for the owner")
     init.set_defaults(handler=cmd_init)
@@ -271,7 +400,28 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade = db_commands.add_parser("upgrade", help="apply migrations")
     upgrade.add_argument("revision", nargs="?", default="head")
     upgrade.set_defaults(handler=cmd_db_upgrade)
+
+    keys = commands.add_parser("keys", help="rotate the token-signing and data-encryption keys")
+    keys_commands = keys.add_subparsers(dest="subcommand", required=True)
+    rotate = keys_commands.add_parser("rotate", help="add a new token-signing key; retire the old ones after a "
+                                      "grace period (both verify meanwhile)")
+    rotate.add_argument("--grace-seconds", type=_non_negative_int, default=None,
+                        help="how long older keys keep verifying (default: the longest token lifetime + 120 s)")
+    rotate.set_defaults(handler=cmd_keys_rotate)
+    keys_commands.add_parser("list", help="the token-signing keys and their state").set_defaults(
+        handler=cmd_keys_list)
+    keys_commands.add_parser(
+        "rotate-encryption", help="re-encrypt every stored secret with the newest encryption key (with the "
+        "generated key file: make a new key first, keeping the old in the keyring)").set_defaults(
+        handler=cmd_keys_rotate_encryption)
     return parser
+
+
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -143,6 +143,8 @@ class Settings:
     log_format: str | None = None
     # False on API replicas whose operations a separate `control-plane worker` runs.
     run_worker: bool = True
+    # How long a write request waits for its own operation to finish before answering asynchronously (0: never).
+    inline_operation_ms: int = 1000
 
     @property
     def ca_file(self) -> Path:
@@ -215,6 +217,7 @@ class Settings:
             throttle_rules=_parse_throttling(get),
             log_format=_parse_choice(get, "LOG_FORMAT", ("json", "text")),
             run_worker=_parse_bool(get, "RUN_WORKER", True),
+            inline_operation_ms=_int(get, "INLINE_OPERATION_MS", 1000, minimum=0),
         )
 
 
