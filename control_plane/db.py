@@ -78,6 +78,8 @@ class Database:
         self.url = database_url
         self.engine = make_engine(database_url)
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
+        self._read_factory = sessionmaker(self.engine.execution_options(isolation_level="AUTOCOMMIT"),
+                                          expire_on_commit=False)
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
@@ -88,6 +90,16 @@ class Database:
         except BaseException:
             session.rollback()
             raise
+        finally:
+            session.close()
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A unit of work that only reads: autocommit, so it costs no BEGIN and COMMIT round trips (on PostgreSQL,
+        two of the few a read makes). Each statement sees the latest committed data; nothing may be written."""
+        session = self._read_factory()
+        try:
+            yield session
         finally:
             session.close()
 

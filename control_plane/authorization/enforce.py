@@ -11,15 +11,25 @@ from collections.abc import Callable
 
 from flask import g, request
 
-from control_plane.arm.errors import Forbidden, Unauthorized
+from control_plane.arm.errors import ArmError, Forbidden, Unauthorized
 from control_plane.authorization import policy
 from control_plane.authorization.actions import Action
 from control_plane.context import app_context
 from control_plane.identity import service as identity
 from control_plane.identity.tokens import Caller, InvalidToken
+from control_plane.throttling import Throttler, kind_of
 
 
 def authenticate() -> Caller:
+    """The caller the bearer token names, once its signature, claims and principal are checked (or 401)."""
+    caller, external = _token_caller()
+    with app_context().db.session() as session:
+        _check_principal(session, caller, external)
+    return caller
+
+
+def _token_caller() -> tuple[Caller, object | None]:
+    """The token's caller, and the trusted external issuer it comes from (None: the built-in one); no database."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if not header:
@@ -40,17 +50,20 @@ def authenticate() -> Caller:
             caller = ctx.issuer.validate(token, ctx.settings.arm_audiences)
     except InvalidToken as exc:
         raise Unauthorized(f"The access token is invalid. {exc}", code=exc.code) from None
-    with ctx.db.session() as session:
-        principal = identity.principal_by_object_id(session, caller.object_id)
-    if external is None and principal is None:
+    return caller, external
+
+
+def _check_principal(session, caller: Caller, external: object | None) -> None:
+    """Read on every call, never cached: a deleted principal's tokens stop working at once."""
+    principal = identity.principal_exists(session, caller.object_id)
+    if external is None and not principal:
         raise Unauthorized("The access token belongs to a principal that no longer exists.",
                            code="InvalidAuthenticationToken")
-    if external is not None and principal is not None:
+    if external is not None and principal:
         # External principals live in their issuer, not in our table; one that claims a built-in principal's
         # object id would inherit that principal's role assignments.
         raise Unauthorized("The access token names a principal of this service's own directory; an external "
                            "issuer cannot speak for it.", code="InvalidAuthenticationToken")
-    return caller
 
 
 def check_subscription_tenant(caller: Caller, subscription_tenant_id: str) -> None:
@@ -88,15 +101,18 @@ def requires(action: Action, *, filtered: bool = False,
     def decorator(view: Callable) -> Callable:
         @functools.wraps(view)
         def wrapper(*args, **kwargs):
-            caller = authenticate()
-            g.caller, g.action = caller, action
+            caller, external = _token_caller()
             target = scope(kwargs)
             ctx = app_context()
-            with ctx.db.session() as session:
+            # One read-only unit of work for everything the decision needs: principal, subscription, role assignments.
+            with ctx.db.reading() as session:
+                _check_principal(session, caller, external)
+                g.caller, g.action = caller, action
                 subscription_id = kwargs.get("subscription_id") or _subscription_in(target)
                 if subscription_id:
                     subscription_for_caller(session, subscription_id)
                 g.permissions = policy.permissions_of(session, caller.object_id, caller.tenant_id)
+            _throttle(ctx.throttler, caller, subscription_id)
             if target is not None and _refused(g.permissions, action, target, filtered):
                 raise Forbidden(policy.denial_message(caller.app_id, caller.object_id, action.name, target))
             return view(*args, **kwargs)
@@ -105,6 +121,22 @@ def requires(action: Action, *, filtered: bool = False,
         return wrapper
 
     return decorator
+
+
+def _throttle(throttler: Throttler | None, caller: Caller, subscription_id: str | None) -> None:
+    """ARM's request limits: per subscription for subscription calls, per tenant for tenant-level ones."""
+    if throttler is None:
+        return
+    kind = kind_of(request.method)
+    scope, owner = ("subscription", subscription_id.lower()) if subscription_id else ("tenant", caller.tenant_id)
+    decision = throttler.take(scope, owner, kind)
+    header = f"x-ms-ratelimit-remaining-{scope}-{kind}"
+    if not decision.allowed:
+        raise ArmError(f"Number of '{kind}' requests for {scope} '{owner}' actor '{caller.object_id}' exceeded. "
+                       f"Please try again after '{decision.retry_after}' seconds after additional tokens are "
+                       "available.", code=f"{scope.capitalize()}RequestsThrottled", status=429,
+                       headers={"Retry-After": str(decision.retry_after), header: "0"})
+    g.response_headers = {header: str(decision.remaining)}
 
 
 def _refused(permissions: policy.Permissions, action: Action, target: str, filtered: bool) -> bool:
@@ -138,7 +170,14 @@ def current_caller() -> Caller:
 
 
 def subscription_for_caller(session, subscription_id: str):
-    """The subscription in the URL, checked against the caller's tenant."""
-    subscription = identity.get_subscription(session, subscription_id)
+    """The subscription in the URL, checked against the caller's tenant.
+
+    Read once per request (`requires` reads it first; the route asks again): subscriptions never change.
+    """
+    cached = g.get("subscription")
+    if cached is not None and cached.id == subscription_id.lower():
+        subscription = cached
+    else:
+        subscription = g.subscription = identity.get_subscription(session, subscription_id)
     check_subscription_tenant(current_caller(), subscription.tenant_id)
     return subscription

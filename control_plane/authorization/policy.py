@@ -68,11 +68,14 @@ class Permissions:
         return any(is_at_or_above(g.scope_key, target) or g.scope_key.startswith(target + "/") for g in self.grants)
 
 
+# Built once: every authenticated request runs it.
+_ASSIGNMENTS_OF = (sa.select(RoleAssignment.scope_key, RoleAssignment.role_definition_id)
+                   .where(RoleAssignment.principal_id == sa.bindparam("principal_id"),
+                          RoleAssignment.tenant_id == sa.bindparam("tenant_id")))
+
+
 def permissions_of(session: Session, principal_id: str, tenant_id: str) -> Permissions:
-    assignments = session.execute(
-        sa.select(RoleAssignment.scope_key, RoleAssignment.role_definition_id)
-        .where(RoleAssignment.principal_id == principal_id, RoleAssignment.tenant_id == tenant_id)
-    ).all()
+    assignments = session.execute(_ASSIGNMENTS_OF, {"principal_id": principal_id, "tenant_id": tenant_id}).all()
     return Permissions(Grant(row.scope_key, role) for row in assignments
                        if (role := roles.find(row.role_definition_id)) is not None)
 

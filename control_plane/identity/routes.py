@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from urllib.parse import quote
 
 from flask import Blueprint, g, request
 
@@ -35,16 +36,23 @@ def _missing_parameter(name: str) -> OAuthError:
                       aadsts=900144)
 
 
+def _tenant_segment(tenant: str) -> str:
+    """The tenant as a URL path segment: whatever a client put there comes back as a valid URL (a GUID is
+    unchanged)."""
+    return quote(tenant, safe="")
+
+
 @bp.route("/<tenant_id>/v2.0/.well-known/openid-configuration", methods=["GET"])
 @bp.route("/<tenant_id>/.well-known/openid-configuration", methods=["GET"])
 def openid_configuration(tenant_id: str):
     ctx = app_context()
     host = base_url()
+    tenant = _tenant_segment(tenant_id)
     return arm_json({
-        "issuer": ctx.issuer.issuer_for(tenant_id),
-        "authorization_endpoint": f"{host}/{tenant_id}/oauth2/v2.0/authorize",
-        "token_endpoint": f"{host}/{tenant_id}/oauth2/v2.0/token",
-        "jwks_uri": f"{host}/{tenant_id}/discovery/v2.0/keys",
+        "issuer": ctx.issuer.issuer_for(tenant),
+        "authorization_endpoint": f"{host}/{tenant}/oauth2/v2.0/authorize",
+        "token_endpoint": f"{host}/{tenant}/oauth2/v2.0/token",
+        "jwks_uri": f"{host}/{tenant}/discovery/v2.0/keys",
         "response_types_supported": ["token"],
         "grant_types_supported": ["client_credentials"],
         "subject_types_supported": ["pairwise"],
@@ -70,7 +78,7 @@ def instance_discovery():
     if len(parts) > 3 and parts[3]:
         tenant = parts[3]
     return arm_json({
-        "tenant_discovery_endpoint": f"{base_url()}/{tenant}/v2.0/.well-known/openid-configuration",
+        "tenant_discovery_endpoint": f"{base_url()}/{_tenant_segment(tenant)}/v2.0/.well-known/openid-configuration",
         "api-version": "1.1",
         "metadata": [],
     })

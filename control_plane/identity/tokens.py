@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import jwt
 import sqlalchemy as sa
@@ -26,6 +26,8 @@ from control_plane.identity.models import ServicePrincipal, SigningKey
 ALGORITHM = "RS256"
 KEY_CACHE_SECONDS = 60
 CLOCK_SKEW_SECONDS = 60
+# Tokens this process has fully validated, by their text: a client sends the same token for its whole lifetime.
+VALIDATED_CACHE_SIZE = 1024
 
 
 class InvalidToken(Exception):
@@ -48,6 +50,16 @@ class Caller:
     app_id: str
     display_name: str
     principal_type: str = "ServicePrincipal"
+
+
+@dataclass(frozen=True)
+class _Validated:
+    """What a full validation established about a token; only the time- and key-dependent parts are re-checked."""
+
+    caller: Caller
+    kid: str
+    expires: float
+    audiences: frozenset[str]
 
 
 def audience_for_scope(scope: str) -> str:
@@ -73,7 +85,11 @@ class TokenIssuer:
         self._loaded_at = 0.0
         self._signing: tuple[str, object] | None = None
         self._public: dict[str, object] = {}
+        self._retires: dict[str, datetime | None] = {}
         self._jwks: list[dict] = []
+        self._private: dict[str, object] = {}  # parsed private keys by kid: parsing one costs ~30 ms
+        self._validated: dict[str, _Validated] = {}
+        self._validated_lock = threading.Lock()
 
     def issuer_for(self, tenant_id: str) -> str:
         return f"{self.public_url}/{tenant_id}/v2.0"
@@ -87,13 +103,43 @@ class TokenIssuer:
                 session.add(self._new_key())
         self._loaded_at = 0.0
 
-    def rotate(self) -> str:
-        """Adds a new signing key; older keys keep verifying until retired."""
+    def rotate(self, grace_seconds: float | None = None) -> str:
+        """Adds a new signing key, which signs from now on (other processes switch within KEY_CACHE_SECONDS).
+
+        With `grace_seconds`, every older key is retired that long from now: until then tokens already handed out
+        keep verifying, after that they are refused. Keys whose retirement has passed are deleted: nothing may
+        use them any more, and a private key kept for nothing is only a liability.
+        """
         key = self._new_key()
         with self._db.session() as session:
             session.add(key)
+            session.flush()
+            if grace_seconds is not None:
+                now = utcnow()
+                retire_at = now + timedelta(seconds=max(0.0, grace_seconds))
+                # Only keys older than this one: two rotations at once never retire each other's new key.
+                session.execute(
+                    sa.update(SigningKey)
+                    .where(SigningKey.kid != key.kid, SigningKey.created_at <= key.created_at,
+                           sa.or_(SigningKey.retired_at.is_(None), SigningKey.retired_at > retire_at))
+                    .values(retired_at=retire_at)
+                    .execution_options(synchronize_session=False)
+                )
+                session.execute(sa.delete(SigningKey).where(SigningKey.retired_at <= now)
+                                .execution_options(synchronize_session=False))
         self._loaded_at = 0.0
         return key.kid
+
+    def key_status(self) -> list[dict]:
+        """Every stored key, newest first, read afresh: kid, createdAt, retiresAt, and which one signs."""
+        with self._db.session() as session:
+            keys = list(session.scalars(sa.select(SigningKey).order_by(SigningKey.created_at.desc())))
+        now = utcnow()
+        live = [k for k in keys if k.retired_at is None or k.retired_at > now]
+        return [{"kid": k.kid, "createdAt": k.created_at.isoformat(),
+                 "retiresAt": k.retired_at.isoformat() if k.retired_at else None,
+                 "state": "signing" if live and k is live[0] else "verifying" if k in live else "retired"}
+                for k in keys]
 
     def _new_key(self) -> SigningKey:
         private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -104,10 +150,16 @@ class TokenIssuer:
         jwk.update({"kid": kid, "use": "sig", "alg": ALGORITHM})
         return SigningKey(kid=kid, private_key_encrypted=self._cipher.encrypt(pem), public_jwk=jwk)
 
+    def _fresh(self) -> bool:
+        return (time.monotonic() - self._loaded_at < KEY_CACHE_SECONDS and self._signing is not None
+                and not self._retired(self._signing[0]))
+
     def _load(self, force: bool = False) -> None:
-        if not force and time.monotonic() - self._loaded_at < KEY_CACHE_SECONDS and self._signing:
+        if not force and self._fresh():
             return
         with self._lock:
+            if not force and self._fresh():  # another thread reloaded while this one waited for the lock
+                return
             with self._db.session() as session:
                 keys = list(session.scalars(sa.select(SigningKey).order_by(SigningKey.created_at.desc())))
             now = utcnow()
@@ -115,13 +167,21 @@ class TokenIssuer:
             if not live:
                 raise RuntimeError("no token-signing key: run `control-plane init` or `control-plane serve`")
             newest = live[0]
-            private = serialization.load_pem_private_key(
+            private = self._private.get(newest.kid) or serialization.load_pem_private_key(
                 self._cipher.decrypt(newest.private_key_encrypted).encode(), password=None
             )
+            self._private = {newest.kid: private}
             self._signing = (newest.kid, private)
-            self._public = {k.kid: RSAAlgorithm.from_jwk(json.dumps(k.public_jwk)) for k in live}
+            self._public = {k.kid: self._public.get(k.kid) or RSAAlgorithm.from_jwk(json.dumps(k.public_jwk))
+                            for k in live}
+            self._retires = {k.kid: k.retired_at for k in live}
             self._jwks = [k.public_jwk for k in live]
             self._loaded_at = time.monotonic()
+
+    def _retired(self, kid: str) -> bool:
+        """Retirement is checked per use, not per load: a cached key stops verifying the moment it retires."""
+        retires = self._retires.get(kid)
+        return retires is not None and retires <= utcnow()
 
     def jwks(self) -> dict:
         self._load()
@@ -170,6 +230,10 @@ class TokenIssuer:
         return token, self.lifetime_seconds
 
     def validate(self, token: str, accepted_audiences: tuple[str, ...]) -> Caller:
+        accepted = {normalise_audience(a) for a in accepted_audiences}
+        known = self._validated.get(token)
+        if known is not None and self._still_valid(known, accepted):
+            return known.caller
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -181,7 +245,7 @@ class TokenIssuer:
         if kid not in self._public:
             self._load(force=True)
         key = self._public.get(kid)
-        if key is None:
+        if key is None or self._retired(kid):
             raise InvalidToken("The access token is signed with an unknown key.")
         try:
             claims = jwt.decode(token, key, algorithms=[ALGORITHM], options={"verify_aud": False,
@@ -192,10 +256,25 @@ class TokenIssuer:
             raise InvalidToken("The access token's signature or claims are invalid.") from None
         if claims["iss"] != self.issuer_for(str(claims["tid"])):
             raise InvalidToken("The access token's issuer is not valid.")
-        accepted = {normalise_audience(a) for a in accepted_audiences}
         audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
         if not any(normalise_audience(str(a)) in accepted for a in audiences):
             raise InvalidToken("The access token has an invalid audience.")
-        return Caller(tenant_id=str(claims["tid"]), object_id=str(claims["oid"]),
-                      app_id=str(claims.get("appid") or claims.get("azp") or ""),
-                      display_name=str(claims.get("app_displayname") or claims.get("appid") or ""))
+        caller = Caller(tenant_id=str(claims["tid"]), object_id=str(claims["oid"]),
+                        app_id=str(claims.get("appid") or claims.get("azp") or ""),
+                        display_name=str(claims.get("app_displayname") or claims.get("appid") or ""))
+        self._remember(token, _Validated(caller, kid, float(claims["exp"]),
+                                         frozenset(normalise_audience(str(a)) for a in audiences)))
+        return caller
+
+    def _still_valid(self, known: _Validated, accepted: set[str]) -> bool:
+        """A remembered token is valid while unexpired and its key is live (retirement and deletion count at once,
+        as for a token validated afresh) and it is for one of the audiences this caller accepts."""
+        self._load()
+        return (time.time() < known.expires + CLOCK_SKEW_SECONDS and known.kid in self._public
+                and not self._retired(known.kid) and not known.audiences.isdisjoint(accepted))
+
+    def _remember(self, token: str, validated: _Validated) -> None:
+        with self._validated_lock:
+            if len(self._validated) >= VALIDATED_CACHE_SIZE:
+                del self._validated[next(iter(self._validated))]  # the oldest
+            self._validated[token] = validated

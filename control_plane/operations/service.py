@@ -70,19 +70,18 @@ def due(session: Session, limit: int = 20) -> list[str]:
 
 
 def claim(session: Session, operation_id: str, owner: str, lease_seconds: int) -> Operation | None:
-    """Takes the lease with one conditional UPDATE, so two workers never run an operation at once."""
+    """Takes the lease with one conditional UPDATE (returning the claimed row), so two workers never run an
+    operation at once."""
     now = utcnow()
-    result = session.execute(
+    return session.scalars(
         sa.update(Operation)
         .where(Operation.id == operation_id, Operation.status == IN_PROGRESS,
                sa.or_(Operation.lease_expires_at.is_(None), Operation.lease_expires_at < now))
         .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=lease_seconds),
                 attempts=Operation.attempts + 1)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:
-        return None
-    return session.get(Operation, operation_id, populate_existing=True)
+        .returning(Operation)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    ).one_or_none()
 
 
 def finish(session: Session, operation_id: str, owner: str, status: str, code: str | None = None,

@@ -36,16 +36,20 @@ def provision(services: Any, operation: Operation) -> None:
             store.delete_container(container)
             return
         store.create_container(container)
-        if _is_going_away(services, registry_id):
+        # Succeeded only if the row still wants its container; if it is gone or being deleted meanwhile, the
+        # container goes too (the state is read again only in that rare case).
+        with services.db.session() as session:
+            marked = session.execute(
+                sa.update(Registry)
+                .where(Registry.id == registry_id,
+                       Registry.provisioning_state.in_((service.CREATING, service.UPDATING, service.FAILED)))
+                .values(provisioning_state=service.SUCCEEDED)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+        if not marked and _is_going_away(services, registry_id):
             store.delete_container(container)
-            return
     except StorageError as exc:
         raise operations.OperationFailed(STORAGE_FAILED, str(exc)) from None
-    with services.db.session() as session:
-        session.execute(sa.update(Registry)
-                        .where(Registry.id == registry_id,
-                               Registry.provisioning_state.in_((service.CREATING, service.UPDATING, service.FAILED)))
-                        .values(provisioning_state=service.SUCCEEDED))
 
 
 def _is_going_away(services: Any, registry_id: str) -> bool:

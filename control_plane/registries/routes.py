@@ -27,6 +27,19 @@ REGISTRY = GROUP + PROVIDER + "/registries/<registry_name>"
 versions = api_versions.require_api_version(api_versions.CONTAINER_REGISTRY)
 
 
+def _finished_inline(registry_id: str, operation_id: str):
+    """Runs the request's operation now (up to CONTROL_PLANE_INLINE_OPERATION_MS); the registry as it then is when
+    the operation Succeeded, so the request answers with it and no status URL (clients then make no poll), else
+    None: the operation goes on and the request answers asynchronously."""
+    ctx = app_context()
+    if not ctx.worker.run_inline(operation_id, ctx.settings.inline_operation_ms / 1000):
+        ctx.worker.wake()
+        return None
+    with ctx.db.session() as session:
+        registry = service.by_id(session, registry_id)
+    return registry if registry is not None and registry.provisioning_state == service.SUCCEEDED else None
+
+
 def _status_urls(registry_arm_id: str, operation_id: str) -> tuple[str, str]:
     """The Azure-AsyncOperation URL and the Location URL of an operation on a registry."""
     query = f"?api-version={request.args['api-version']}"
@@ -111,10 +124,13 @@ def put_registry(subscription_id: str, group_name: str, registry_name: str):
             body["properties"] or {}, body.get("identity"), current_caller(), subscription.tenant_id,
             ctx.settings.login_server_suffix)
         response_body = to_arm(change.registry, ctx.settings.login_server_suffix)
-    ctx.worker.wake()
+    status = 201 if change.created else 200
+    finished = _finished_inline(change.registry.id, change.operation.id)
+    if finished is not None:
+        response_body = to_arm(finished, ctx.settings.login_server_suffix)
+        return arm_json(response_body, status, {"ETag": response_body["etag"]})
     status_url, _ = _status_urls(change.registry.arm_id, change.operation.id)
-    return arm_json(response_body, 201 if change.created else 200,
-                    {**async_operation_headers(status_url), "ETag": response_body["etag"]})
+    return arm_json(response_body, status, {**async_operation_headers(status_url), "ETag": response_body["etag"]})
 
 
 @bp.route(REGISTRY, methods=["PATCH"])
@@ -134,7 +150,10 @@ def patch_registry(subscription_id: str, group_name: str, registry_name: str):
         change = service.update(session, registry, body, raw.get("location"), current_caller(),
                                 subscription.tenant_id)
         response_body = to_arm(change.registry, ctx.settings.login_server_suffix)
-    ctx.worker.wake()
+    finished = _finished_inline(change.registry.id, change.operation.id)
+    if finished is not None:
+        response_body = to_arm(finished, ctx.settings.login_server_suffix)
+        return arm_json(response_body, 200, {"ETag": response_body["etag"]})
     status_url, _ = _status_urls(change.registry.arm_id, change.operation.id)
     return arm_json(response_body, 201, {**async_operation_headers(status_url), "ETag": response_body["etag"]})
 
@@ -144,10 +163,10 @@ def patch_registry(subscription_id: str, group_name: str, registry_name: str):
 @requires(actions.REGISTRY_READ)
 def get_registry(subscription_id: str, group_name: str, registry_name: str):
     ctx = app_context()
-    with ctx.db.session() as session:
+    with ctx.db.reading() as session:
         subscription = subscription_for_caller(session, subscription_id)
-        group = resource_groups.get(session, subscription.id, group_name)
-        body = to_arm(service.get(session, group, registry_name), ctx.settings.login_server_suffix)
+        registry = service.get_in_group(session, subscription.id, group_name, registry_name)
+        body = to_arm(registry, ctx.settings.login_server_suffix)
         return arm_json(body, headers={"ETag": body["etag"]})
 
 
@@ -164,6 +183,8 @@ def delete_registry(subscription_id: str, group_name: str, registry_name: str):
             return empty(204)
         check_preconditions(etag(registry))
         operation = service.begin_delete(session, registry)
+    if ctx.worker.run_inline(operation.id, ctx.settings.inline_operation_ms / 1000):
+        return empty(200)  # deleted within the request: ARM's synchronous delete answer
     ctx.worker.wake()
     status_url, location_url = _status_urls(registry.arm_id, operation.id)
     return empty(202, async_operation_headers(status_url, location_url))
@@ -172,7 +193,7 @@ def delete_registry(subscription_id: str, group_name: str, registry_name: str):
 def _list(subscription_id: str, group_name: str | None):
     ctx = app_context()
     page = page_request(request.args, 1, ctx.settings.page_size)
-    with ctx.db.session() as session:
+    with ctx.db.reading() as session:
         subscription = subscription_for_caller(session, subscription_id)
         group = resource_groups.get(session, subscription.id, group_name) if group_name else None
         scope = policy.group_scope(subscription.id, group.name) if group else policy.subscription_scope(subscription.id)
@@ -198,7 +219,7 @@ def list_registries_by_group(subscription_id: str, group_name: str):
 
 def _registry(session, subscription_id: str, group_name: str, registry_name: str):
     subscription = subscription_for_caller(session, subscription_id)
-    return service.get(session, resource_groups.get(session, subscription.id, group_name), registry_name)
+    return service.get_in_group(session, subscription.id, group_name, registry_name)
 
 
 @bp.route(REGISTRY + "/listCredentials", methods=["POST"])

@@ -60,14 +60,18 @@ def get(session: Session, group: ResourceGroup, name: str) -> Registry:
     return registry
 
 
+_IN_GROUP = (sa.select(ResourceGroup.name, Registry)
+             .outerjoin(Registry, sa.and_(Registry.resource_group_id == ResourceGroup.id,
+                                          Registry.name_key == sa.bindparam("name_key")))
+             .where(ResourceGroup.subscription_id == sa.bindparam("subscription_id"),
+                    ResourceGroup.name_key == sa.bindparam("group_key")))
+
+
 def get_in_group(session: Session, subscription_id: str, group_name: str, name: str) -> Registry:
-    """A registry by its URL in one query (group and registry joined); the group's or the registry's 404."""
-    row = session.execute(
-        sa.select(ResourceGroup.name, Registry)
-        .outerjoin(Registry, sa.and_(Registry.resource_group_id == ResourceGroup.id,
-                                     Registry.name_key == name.lower()))
-        .where(ResourceGroup.subscription_id == subscription_id, ResourceGroup.name_key == group_name.lower())
-    ).first()
+    """A registry by its URL in one query (group and registry joined, the statement built once); the group's or
+    the registry's 404."""
+    row = session.execute(_IN_GROUP, {"name_key": name.lower(), "subscription_id": subscription_id,
+                                      "group_key": group_name.lower()}).first()
     if row is None:
         raise ResourceGroupNotFound(group_name)
     if row.Registry is None:
@@ -232,9 +236,10 @@ def list_page(session: Session, page: PageRequest, subscription_id: str, group: 
     `visible` (lower-cased scope keys of groups or registries) narrows the list to what a caller may read when
     they may not read the whole subscription or group; None means no narrowing.
     """
-    query = sa.select(Registry).where(Registry.subscription_id == subscription_id)
-    if group is not None:
-        query = query.where(Registry.resource_group_id == group.id)
+    # A group's list filters on the group alone (it implies the subscription), so the (group, name) index serves
+    # it: each page is then one range scan of that index, however deep the walk.
+    query = sa.select(Registry).where(Registry.subscription_id == subscription_id) if group is None else \
+        sa.select(Registry).where(Registry.resource_group_id == group.id)
     if visible is not None:
         if not visible:
             return [], None

@@ -156,6 +156,9 @@ def make_service(data_dir: Path, database_url: str | None, storage: str, extra_e
         "CONTROL_PLANE_STORAGE": storage,
         "CONTROL_PLANE_WORKER_POLL_SECONDS": "0.5",
         "CONTROL_PLANE_PAGE_SIZE": "2",
+        # The suite checks the asynchronous protocol (Creating, Azure-AsyncOperation, Retry-After) everywhere;
+        # tests/test_inline_operations.py turns the in-request fast path back on.
+        "CONTROL_PLANE_INLINE_OPERATION_MS": "0",
         # Roomy buckets: the suite makes thousands of calls; tests/test_throttling.py sets tight ones.
         "CONTROL_PLANE_THROTTLE_READS": "100000:10000",
         "CONTROL_PLANE_THROTTLE_WRITES": "100000:10000",

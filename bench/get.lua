@@ -1,0 +1,2 @@
+-- GET one URL; the Authorization header comes from wrk -H.
+dofile("report.lua")
