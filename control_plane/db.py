@@ -53,7 +53,8 @@ def make_engine(database_url: str) -> Engine:
         path = database_url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(database_url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = sa.create_engine(database_url, connect_args={"timeout": 30, "check_same_thread": False},
+                                  hide_parameters=True)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):
@@ -67,7 +68,9 @@ def make_engine(database_url: str) -> Engine:
 
         return engine
     # Bounded waits: an unreachable or exhausted database must become a quick 503, not a hung request.
+    # hide_parameters: a database error logged with its statement must not carry the values bound to it.
     return sa.create_engine(database_url, pool_pre_ping=True, pool_size=5, max_overflow=10, pool_timeout=10,
+                            hide_parameters=True,
                             connect_args={"connect_timeout": 10})
 
 
