@@ -20,14 +20,6 @@ from control_plane.identity.tokens import Caller, InvalidToken
 from control_plane.throttling import Throttler, kind_of
 
 
-def authenticate() -> Caller:
-    """The caller the bearer token names, once its signature, claims and principal are checked (or 401)."""
-    caller, external = _token_caller()
-    with app_context().db.session() as session:
-        _check_principal(session, caller, external)
-    return caller
-
-
 def _token_caller() -> tuple[Caller, object | None]:
     """The token's caller, and the trusted external issuer it comes from (None: the built-in one); no database."""
     header = request.headers.get("Authorization", "")
@@ -148,11 +140,6 @@ def _refused(permissions: policy.Permissions, action: Action, target: str, filte
 def _subscription_in(scope: str | None) -> str | None:
     parts = (scope or "").strip("/").split("/")
     return parts[1] if len(parts) >= 2 and parts[0].lower() == "subscriptions" else None
-
-
-def may(action: Action, scope: str) -> bool:
-    """For lists: may the current caller see this item?"""
-    return g.permissions.allows(action.name, scope)
 
 
 def may_read(resource_type: str, resource_id: str) -> bool:
