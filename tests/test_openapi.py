@@ -162,18 +162,33 @@ def test_bearer_security_matches_requires(app, doc):
     assert not problems, "security out of date:\n" + "\n".join(problems)
 
 
+GRAPH_PREFIX = "/v1.0/"
+
+
 def test_every_operation_has_a_default_error_response(doc):
-    """The ARM error envelope on every operation; HEAD answers have no body, so theirs declares none."""
-    envelope = {"$ref": "#/components/schemas/ErrorResponse"}
+    """The ARM error envelope on every operation (Graph's own under /v1.0); HEAD answers have no body, so theirs
+    declares none."""
     problems = []
     for (method, path), operation in sorted(doc_operations(doc).items()):
+        name = "GraphErrorResponse" if path.startswith(GRAPH_PREFIX) else "ErrorResponse"
         default = operation["responses"].get("default")
         if default is None:
             problems.append(f"    {method} {path}: no `default` response")
         elif method != "HEAD" and resolve(doc, default).get("content", {}).get(
-                "application/json", {}).get("schema") != envelope:
-            problems.append(f"    {method} {path}: `default` is not the ErrorResponse envelope")
+                "application/json", {}).get("schema") != {"$ref": f"#/components/schemas/{name}"}:
+            problems.append(f"    {method} {path}: `default` is not the {name} envelope")
     assert not problems, "error responses out of date:\n" + "\n".join(problems)
+
+
+def test_graph_operations_require_a_graph_token(doc):
+    """Graph's blueprint authenticates every /v1.0 route itself (no `requires`): each documents `graphBearer`."""
+    problems = []
+    for (method, path), operation in sorted(doc_operations(doc).items()):
+        security = operation.get("security", doc.get("security", []))
+        graph = any("graphBearer" in requirement for requirement in security)
+        if graph != path.startswith(GRAPH_PREFIX):
+            problems.append(f"    {method} {path}: documents graphBearer={graph}")
+    assert not problems, "Graph security out of date:\n" + "\n".join(problems)
 
 
 def test_registry_body_schemas_match_the_marshmallow_schemas(doc):
