@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from pathlib import Path
 
@@ -141,3 +142,19 @@ def storage_containers(service) -> set[str]:
         client = BlobServiceClient.from_connection_string(azurite.connection_string(account))
         names |= {c.name for c in client.list_containers()}
     return names
+
+
+GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def assert_arm_error(response: requests.Response, status: int, code: str) -> dict:
+    """The ARM error envelope with this status and code, and nothing that leaks the server's insides."""
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"].startswith("application/json")
+    body = response.json()
+    assert list(body) == ["error"], body
+    assert body["error"]["code"] == code, body
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    assert "Traceback" not in response.text
+    assert GUID.match(response.headers["x-ms-request-id"])
+    return body["error"]

@@ -24,7 +24,14 @@ from control_plane.config import Settings
 from control_plane.operations.models import Operation
 from control_plane.registries.models import Registry as RegistryRow
 from control_plane.storage import StorageError
-from tests.conftest import TEST_LOCATIONS, azurite_storage, selected_backends, storage_containers, unique_registry_name
+from tests.conftest import (
+    TEST_LOCATIONS,
+    _run,
+    azurite_storage,
+    selected_backends,
+    storage_containers,
+    unique_registry_name,
+)
 from tests.support import servers
 
 API = "api-version=2025-11-01"
@@ -44,15 +51,6 @@ def inline_service(request, tmp_path_factory):
             svc = servers.make_service(data_dir, database_url, azurite_storage(azurite), env)
             svc.azurite = azurite
             yield from _run(svc)
-
-
-def _run(svc: servers.Service):
-    svc.init = svc.cli_json("init")
-    svc.start()
-    try:
-        yield svc
-    finally:
-        svc.stop()
 
 
 class Client:

@@ -13,26 +13,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from tests.conftest import unique_registry_name
+from tests.conftest import GUID, assert_arm_error, unique_registry_name
 
 REGISTRY_VERSION = "2025-11-01"
 RESOURCES_VERSION = "2021-04-01"
 SUBSCRIPTIONS_VERSION = "2022-12-01"
-GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 URL_SAFE = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
-def assert_arm_error(response: requests.Response, status: int, code: str) -> dict:
-    """The ARM error envelope with this status and code, and nothing that leaks the server's insides."""
-    assert response.status_code == status, response.text
-    assert response.headers["Content-Type"].startswith("application/json")
-    body = response.json()
-    assert list(body) == ["error"], body
-    assert body["error"]["code"] == code, body
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    assert "Traceback" not in response.text
-    assert GUID.match(response.headers["x-ms-request-id"])
-    return body["error"]
 
 
 def registry_body(location: str = "eastus", sku: str = "Basic") -> dict:

@@ -13,7 +13,7 @@ import uuid
 import pytest
 import requests
 
-from tests.conftest import storage_containers, unique_registry_name
+from tests.conftest import assert_arm_error, storage_containers, unique_registry_name
 
 VERSION = "2025-11-01"
 RESOURCES_VERSION = "2021-04-01"
@@ -22,16 +22,6 @@ PREMIUM_ONLY = {
     "zoneRedundancy": "Enabled",
     "publicNetworkAccess": "Disabled",
 }
-
-
-def assert_arm_error(response: requests.Response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["Content-Type"].startswith("application/json")
-    body = response.json()
-    assert list(body) == ["error"], body
-    assert body["error"]["code"] == code, body
-    assert body["error"]["message"] and "Traceback" not in response.text
-    return body["error"]
 
 
 def body(location="eastus", sku="Basic", **extra) -> dict:
