@@ -14,8 +14,8 @@ of the server or of the document.
   groups and the Graph applications it created.
 - Stateful: the document's OpenAPI links chain a group PUT to a registry PUT, a registry PUT to its reads, updates,
   credentials, token service and delete, a delete to its status URL, a role assignment or Graph object to its
-  reads and delete. Schemathesis's own link inference is off: it would link the service-principal list to
-  DELETE, which could delete other tests' principals.
+  reads and delete. Schemathesis's own link inference is off: it would also link lists to DELETE (the
+  service-principal list to a principal's delete), deleting the objects the other requests rely on.
 - Bounded for CI: CONTROL_PLANE_FUZZ_EXAMPLES examples per operation and scenarios per state machine (default 15),
   a fixed seed, derandomized (schemathesis itself follows some links at random, so the stateful part is not
   entirely). A longer run: CONTROL_PLANE_FUZZ_EXAMPLES=500 python -m pytest tests/test_fuzz.py.
@@ -242,7 +242,7 @@ def _config(service, examples: int) -> schemathesis.Config:
     })
 
 
-def _hooks(schema, ground: Playground, service, tokens: Tokens) -> None:
+def _hooks(schema, ground: Playground, tokens: Tokens) -> None:
     """Point many generated requests at what exists (the fuzzer's subscription, group, registry, Graph objects, the
     tenant, valid locations, roles, filters and credentials), keeping the generated value as one of the choices so
     that odd ids, names and scopes are still sent. Nothing the fuzzer did not make is named, and DELETE never names
@@ -331,7 +331,7 @@ def _hooks(schema, ground: Playground, service, tokens: Tokens) -> None:
 def api_schema(service, playground, tokens):
     doc = json.loads(DOC_PATH.read_text())
     schema = schemathesis.openapi.from_dict(doc, config=_config(service, EXAMPLES))
-    _hooks(schema, playground, service, tokens)
+    _hooks(schema, playground, tokens)
     return schema
 
 
