@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 
 import pytest
 
@@ -107,3 +108,14 @@ def test_hostile_tag_values_are_stored_verbatim_not_interpreted(arm, acr, group,
     assert created.status_code == 201, created.text
     assert arm.request("GET", path).json()["tags"] == tags
     _unchanged(acr, group, bystander, service)
+
+
+def test_role_assignment_fields_too_long_for_their_columns_are_400(arm, service, group):
+    """Found by the fuzzer: a long conditionVersion reached PostgreSQL's varchar(16) and came back as a 500."""
+    scope = f"/subscriptions/{service.subscription_id}/resourceGroups/{group}"
+    path = f"{scope}/providers/Microsoft.Authorization/roleAssignments/{uuid.uuid4()}?api-version=2022-04-01"
+    base = {"roleDefinitionId": "acdd72a7-3385-48ef-bd42-f606fba81ae7", "principalId": service.init["objectId"]}
+    for extra in ({"conditionVersion": "पन्ह " * 20}, {"conditionVersion": "1.0"},
+                  {"delegatedManagedIdentityResourceId": "x" * 5000}):
+        _assert_arm_4xx(arm.request("PUT", path, json={"properties": {**base, **extra}}))
+    assert arm.request("GET", path).status_code == 404

@@ -12,7 +12,7 @@ import uuid
 from typing import Any
 
 from flask import Flask, Response, g, request
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
@@ -192,6 +192,11 @@ def _render_http_exception(error: HTTPException) -> Response:
 
 
 def _render_unexpected(error: Exception) -> Response:
+    if isinstance(error, DataError):
+        # A value the database refuses (too long for its column, out of range): bad input that a schema missed.
+        log.warning("database refused a value: %s", type(error.orig).__name__)
+        return _render_arm_error(InvalidRequestContent(
+            "The request content was invalid: a value is too long or out of range."))
     if isinstance(error, StaleDataError):
         return _render_arm_error(Conflict(
             "The resource was changed by another request at the same time. Read it again and retry.",

@@ -26,8 +26,9 @@ class AssignmentProperties(Schema):
     principalType = fields.String(load_default=None, validate=validate.OneOf(PRINCIPAL_TYPES))
     description = fields.String(load_default=None, allow_none=True)
     condition = fields.String(load_default=None, allow_none=True)
-    conditionVersion = fields.String(load_default=None, allow_none=True)
-    delegatedManagedIdentityResourceId = fields.String(load_default=None, allow_none=True)
+    conditionVersion = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(("2.0",)))
+    delegatedManagedIdentityResourceId = fields.String(load_default=None, allow_none=True,
+                                                       validate=validate.Length(max=1024))
 
 
 class AssignmentCreate(Schema):
