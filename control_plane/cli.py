@@ -299,15 +299,22 @@ def _registry_options(args: argparse.Namespace):
                    storage_dir=Path(args.storage_dir).resolve() if args.storage_dir else None)
 
 
-def cmd_registry_config(settings: Settings, args: argparse.Namespace) -> int:
-    """Prints the Distribution configuration generated for a registry (and writes it, with the key bundle)."""
+def _prepared_registry(settings: Settings, args: argparse.Namespace):
+    """The registry's generated configuration (written with its key bundle), or None after saying why."""
     from control_plane.dataplane.runner import RunnerError, prepare
 
     _prepare(settings)
     try:
-        prepared = prepare(settings, _registry_options(args))
+        return prepare(settings, _registry_options(args))
     except RunnerError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
+def cmd_registry_config(settings: Settings, args: argparse.Namespace) -> int:
+    """Prints the Distribution configuration generated for a registry (and writes it, with the key bundle)."""
+    prepared = _prepared_registry(settings, args)
+    if prepared is None:
         return 1
     print(prepared.yaml, end="")
     return 0
@@ -315,15 +322,10 @@ def cmd_registry_config(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_registry_run(settings: Settings, args: argparse.Namespace) -> int:
     """Runs the registry's Distribution process in the foreground (this process becomes it)."""
-    from control_plane.dataplane.runner import RunnerError, exec_distribution, prepare
+    from control_plane.dataplane.runner import exec_distribution
 
-    _prepare(settings)
-    try:
-        prepared = prepare(settings, _registry_options(args))
-    except RunnerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return exec_distribution(prepared, args.binary)
+    prepared = _prepared_registry(settings, args)
+    return 1 if prepared is None else exec_distribution(prepared, args.binary)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,7 +18,6 @@ from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.mgmt.containerregistry import ContainerRegistryManagementClient
 from azure.mgmt.containerregistry.models import Registry, RegistryUpdateParameters, Sku
 
-from control_plane import bootstrap
 from control_plane.app import create_app
 from control_plane.config import Settings
 from control_plane.operations.models import Operation
@@ -33,6 +32,7 @@ from tests.conftest import (
     unique_registry_name,
 )
 from tests.support import servers
+from tests.support.in_process import owner_headers
 
 API = "api-version=2025-11-01"
 # Generous: the machine running the suite may be busy; the benchmark (bench/) measures how fast it really is.
@@ -182,13 +182,8 @@ def local_app(tmp_path):
     ctx = app.extensions["control_plane"]
     store = GatedStore()
     ctx.storage.for_location = lambda _location: store
-    with ctx.db.session() as session:
-        state, secret = bootstrap.init(session)
+    state, headers = owner_headers(app)
     client = app.test_client()
-    token = client.post(f"/{state['tenantId']}/oauth2/v2.0/token", data={
-        "grant_type": "client_credentials", "client_id": state["clientId"], "client_secret": secret,
-        "scope": "https://management.azure.com/.default"}).get_json()["access_token"]
-    headers = {"Authorization": f"Bearer {token}"}
     group = f"/subscriptions/{state['subscriptionId']}/resourceGroups/rg1"
     assert client.put(f"{group}?api-version=2025-04-01", json={"location": "eastus"}, headers=headers).status_code \
         == 201

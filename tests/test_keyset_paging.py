@@ -14,7 +14,6 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from control_plane import bootstrap
 from control_plane.app import create_app
 from control_plane.config import Settings
 from control_plane.db import utcnow
@@ -23,6 +22,7 @@ from control_plane.registries.schemas import with_defaults
 from control_plane.resource_groups.models import ResourceGroup
 from tests.conftest import selected_backends
 from tests.support import servers
+from tests.support.in_process import owner_headers
 
 ROWS, PAGE = 2000, 100
 
@@ -49,13 +49,8 @@ def deep_group(request, tmp_path):
         _prepare(settings)
         app = create_app(settings, start_worker=False)
         ctx = app.extensions["control_plane"]
-        with ctx.db.session() as session:
-            state, secret = bootstrap.init(session)
+        state, headers = owner_headers(app)
         client = app.test_client()
-        token = client.post(f"/{state['tenantId']}/oauth2/v2.0/token", data={
-            "grant_type": "client_credentials", "client_id": state["clientId"], "client_secret": secret,
-            "scope": "https://management.azure.com/.default"}).get_json()["access_token"]
-        headers = {"Authorization": f"Bearer {token}"}
         base = f"/subscriptions/{state['subscriptionId']}/resourceGroups"
         for group in ("deep", "bystander"):
             assert client.put(f"{base}/{group}?api-version=2025-04-01", json={"location": "eastus"},

@@ -13,7 +13,6 @@ from azure.core.exceptions import HttpResponseError
 from azure.mgmt.containerregistry import ContainerRegistryManagementClient
 from azure.mgmt.containerregistry.models import Registry, Sku
 
-from control_plane import bootstrap
 from control_plane.app import create_app
 from control_plane.config import Settings
 from control_plane.operations import service as operations
@@ -21,14 +20,8 @@ from control_plane.operations.models import Operation
 from control_plane.registries.models import Registry as RegistryRow
 from tests.conftest import unique_registry_name
 from tests.support import servers, tools
+from tests.support.in_process import owner_headers
 from tests.support.tcp_proxy import TcpProxy
-
-
-def _token(app, tenant_id: str, client_id: str, secret: str) -> str:
-    response = app.test_client().post(f"/{tenant_id}/oauth2/v2.0/token", data={
-        "grant_type": "client_credentials", "client_id": client_id, "client_secret": secret,
-        "scope": "https://management.azure.com/.default"})
-    return response.get_json()["access_token"]
 
 
 def test_operation_left_by_a_dead_worker_is_finished_by_the_next(tmp_path):
@@ -39,9 +32,7 @@ def test_operation_left_by_a_dead_worker_is_finished_by_the_next(tmp_path):
     _prepare(settings)
     app = create_app(settings, start_worker=False)
     ctx = app.extensions["control_plane"]
-    with ctx.db.session() as session:
-        state, secret = bootstrap.init(session)
-    headers = {"Authorization": f"Bearer {_token(app, state['tenantId'], state['clientId'], secret)}"}
+    state, headers = owner_headers(app)
     client = app.test_client()
     base = f"/subscriptions/{state['subscriptionId']}/resourceGroups/rg1"
     assert client.put(f"{base}?api-version=2025-04-01", json={"location": "eastus"}, headers=headers).status_code == 201
