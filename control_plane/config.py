@@ -74,8 +74,9 @@ class BucketRule:
 
     @property
     def lease_size(self) -> int:
-        """How many tokens one process takes from the shared bucket at a time."""
-        return max(1, min(10, self.capacity // 20))
+        """How many tokens one process takes from the shared bucket at a time: a twentieth of the bucket (what
+        one process can strand when it stops), at most 100 (one shared write per 100 requests)."""
+        return max(1, min(100, self.capacity // 20))
 
 
 # Azure Resource Manager's documented token-bucket sizes and refill rates.

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import current_app
 
+from control_plane.authorization.access_cache import AccessCache
 from control_plane.config import Settings
 from control_plane.crypto import Cipher
 from control_plane.db import Database
@@ -26,6 +27,7 @@ class AppContext:
     storage: StorageRouter
     worker: OperationWorker
     throttler: Throttler | None = None
+    access_cache: AccessCache = field(default_factory=AccessCache)
 
 
 def app_context() -> AppContext:

@@ -1,6 +1,6 @@
 """Every model, imported once so Alembic and the drift test see the whole schema."""
 
-from control_plane.authorization.models import ActivityLogEntry, RoleAssignment
+from control_plane.authorization.models import AccessGeneration, ActivityLogEntry, RoleAssignment
 from control_plane.db import Base
 from control_plane.identity.models import (
     Application,
@@ -19,6 +19,7 @@ from control_plane.throttling import ThrottleBucket
 metadata = Base.metadata
 
 __all__ = [
-    "ActivityLogEntry", "Application", "ClientSecret", "Operation", "Registry", "ResourceGroup", "RoleAssignment",
-    "ServicePrincipal", "SigningKey", "Subscription", "SystemState", "Tenant", "ThrottleBucket", "metadata",
+    "AccessGeneration", "ActivityLogEntry", "Application", "ClientSecret", "Operation", "Registry", "ResourceGroup",
+    "RoleAssignment", "ServicePrincipal", "SigningKey", "Subscription", "SystemState", "Tenant", "ThrottleBucket",
+    "metadata",
 ]

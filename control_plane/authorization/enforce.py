@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import TypeVar
 
 from flask import g, request
 
 from control_plane.arm.errors import ArmError, Forbidden, Unauthorized
 from control_plane.authorization import policy
+from control_plane.authorization.access_cache import read_generation
 from control_plane.authorization.actions import Action
 from control_plane.context import app_context
 from control_plane.identity import service as identity
 from control_plane.identity.tokens import Caller, InvalidToken
 from control_plane.throttling import Throttler, kind_of
+
+T = TypeVar("T")
 
 
 def _token_caller() -> tuple[Caller, object | None]:
@@ -46,8 +50,10 @@ def _token_caller() -> tuple[Caller, object | None]:
 
 
 def _check_principal(session, caller: Caller, external: object | None) -> None:
-    """Read on every call, never cached: a deleted principal's tokens stop working at once."""
-    principal = identity.principal_exists(session, caller.object_id)
+    """Checked on every call (through the access cache, which a change empties): a deleted principal's tokens stop
+    working at once."""
+    principal = _cached(session, ("principal", caller.object_id),
+                        lambda: identity.principal_exists(session, caller.object_id))
     if external is None and not principal:
         raise Unauthorized("The access token belongs to a principal that no longer exists.",
                            code="InvalidAuthenticationToken")
@@ -96,18 +102,22 @@ def requires(action: Action, *, filtered: bool = False,
             caller, external = _token_caller()
             target = scope(kwargs)
             ctx = app_context()
-            # One read-only unit of work for everything the decision needs: principal, subscription, role assignments.
+            # One read-only unit of work for everything the decision needs: principal, subscription, role
+            # assignments — from the process's access cache while the database's access generation says it holds.
+            # The route's own reads share this unit of work (and its pooled connection).
             with ctx.db.reading() as session:
+                g.access_generation = read_generation(session)
                 _check_principal(session, caller, external)
                 g.caller, g.action = caller, action
                 subscription_id = kwargs.get("subscription_id") or _subscription_in(target)
                 if subscription_id:
                     subscription_for_caller(session, subscription_id)
-                g.permissions = policy.permissions_of(session, caller.object_id, caller.tenant_id)
-            _throttle(ctx.throttler, caller, subscription_id)
-            if target is not None and _refused(g.permissions, action, target, filtered):
-                raise Forbidden(policy.denial_message(caller.app_id, caller.object_id, action.name, target))
-            return view(*args, **kwargs)
+                g.permissions = _cached(session, ("permissions", caller.object_id, caller.tenant_id),
+                                        lambda: policy.permissions_of(session, caller.object_id, caller.tenant_id))
+                _throttle(ctx.throttler, caller, subscription_id)
+                if target is not None and _refused(g.permissions, action, target, filtered):
+                    raise Forbidden(policy.denial_message(caller.app_id, caller.object_id, action.name, target))
+                return view(*args, **kwargs)
 
         wrapper.required_action = action
         return wrapper
@@ -156,15 +166,14 @@ def current_caller() -> Caller:
     return g.caller
 
 
-def subscription_for_caller(session, subscription_id: str):
-    """The subscription in the URL, checked against the caller's tenant.
-
-    Read once per request (`requires` reads it first; the route asks again): subscriptions never change.
-    """
-    cached = g.get("subscription")
-    if cached is not None and cached.id == subscription_id.lower():
-        subscription = cached
-    else:
-        subscription = g.subscription = identity.get_subscription(session, subscription_id)
+def subscription_for_caller(session, subscription_id: str) -> identity.SubscriptionInfo:
+    """The subscription in the URL, checked against the caller's tenant (from the access cache)."""
+    subscription = _cached(session, ("subscription", subscription_id.lower()),
+                           lambda: identity.get_subscription(session, subscription_id))
     check_subscription_tenant(current_caller(), subscription.tenant_id)
     return subscription
+
+
+def _cached(session, key: tuple, load: Callable[[], T]) -> T:
+    """`load()`, or what the process's access cache holds for `key` at the generation this request read."""
+    return app_context().access_cache.get(g.get("access_generation"), key, load)

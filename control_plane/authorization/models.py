@@ -57,3 +57,13 @@ class ActivityLogEntry(Base):
     operation_id: Mapped[str] = mapped_column(sa.String(64))
     event_timestamp: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     properties: Mapped[dict] = mapped_column(sa.JSON, default=dict)
+
+
+class AccessGeneration(Base):
+    """One row whose value database triggers bump on every change to tenants, subscriptions, principals or role
+    assignments (migration 0004): what tells each process's access cache that it is out of date."""
+
+    __tablename__ = "access_generation"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
+    value: Mapped[int] = mapped_column(sa.BigInteger)

@@ -111,9 +111,9 @@ def token(tenant_id: str):
                              "Client credential flows must have a scope value with /.default suffixed to the "
                              "resource identifier (application ID URI).", 400, aadsts=1002012)
         ctx = app_context()
-        with ctx.db.session() as session:
+        with ctx.db.reading() as session:
             principal = service.authenticate_client(session, tenant_id.lower(), client_id, client_secret)
-            access_token, lifetime = ctx.issuer.issue(principal, audience)
+        access_token, lifetime = ctx.issuer.issue(principal, audience)
     except OAuthError as error:
         return _oauth_error(error)
     return arm_json({"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime,

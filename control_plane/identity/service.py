@@ -102,14 +102,24 @@ _SUBSCRIPTION_BY_ID = sa.select(Subscription).where(Subscription.id == sa.bindpa
 _PRINCIPAL_EXISTS = sa.select(ServicePrincipal.object_id).where(ServicePrincipal.object_id == sa.bindparam("id"))
 
 
-def get_subscription(session: Session, subscription_id: str) -> Subscription:
+@dataclass(frozen=True)
+class SubscriptionInfo:
+    """A subscription as requests see it: immutable, so one process's access cache can share it between threads."""
+
+    id: str
+    tenant_id: str
+    display_name: str
+    state: str
+
+
+def get_subscription(session: Session, subscription_id: str) -> SubscriptionInfo:
     """The subscription named in a URL, or the ARM error a client expects."""
     if not is_guid(subscription_id):
         raise InvalidSubscriptionId(subscription_id)
     subscription = session.scalar(_SUBSCRIPTION_BY_ID, {"id": subscription_id.lower()})
     if subscription is None:
         raise SubscriptionNotFound(subscription_id)
-    return subscription
+    return SubscriptionInfo(subscription.id, subscription.tenant_id, subscription.display_name, subscription.state)
 
 
 def subscriptions_of_tenant(session: Session, tenant_id: str) -> list[Subscription]:

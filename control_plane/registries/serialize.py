@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import hashlib
 from typing import Any
 
@@ -25,8 +24,10 @@ def etag(registry: Registry) -> str:
 
 
 def to_arm(registry: Registry, login_server_suffix: str) -> dict[str, Any]:
-    properties = copy.deepcopy(registry.properties)
-    properties["policies"]["retentionPolicy"]["lastUpdatedTime"] = _timestamp(registry.modified_at)
+    # Copies only the path it fills in (deepcopy was a tenth of a GET); the body is serialised, never mutated.
+    properties = dict(registry.properties)
+    policies = properties["policies"] = dict(properties["policies"])
+    policies["retentionPolicy"] = {**policies["retentionPolicy"], "lastUpdatedTime": _timestamp(registry.modified_at)}
     properties.update({
         "loginServer": login_server(registry, login_server_suffix),
         "creationDate": _timestamp(registry.created_at),

@@ -1,0 +1,57 @@
+"""What every authenticated request needs to decide — does the principal exist, which tenant owns the subscription,
+which roles does the principal hold — kept per process and trusted only while the database agrees.
+
+The database keeps one generation number that triggers bump in the same transaction as any change to tenants,
+subscriptions, principals or role assignments (migration 0004). A request reads that number (one indexed row) and
+uses what this cache holds for it; any change empties the cache everywhere at the caller's next request, so a
+revocation takes effect exactly as soon as it would without the cache.
+
+Entries are stored only under the generation read *before* they were loaded: loading may see newer data than that
+generation (harmless: it is fresher), never older.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from control_plane.authorization.models import AccessGeneration
+
+T = TypeVar("T")
+
+_GENERATION = sa.select(AccessGeneration.value).where(AccessGeneration.id == 1)
+
+
+def read_generation(session: Session) -> int | None:
+    """None when the row is missing (a schema not made by the migrations): then nothing is cached."""
+    return session.scalar(_GENERATION)
+
+
+class AccessCache:
+    def __init__(self, max_entries: int = 20_000):
+        self._lock = threading.Lock()
+        self._generation: int | None = None
+        self._entries: dict[tuple, object] = {}
+        self._max_entries = max_entries
+
+    def get(self, generation: int | None, key: tuple, load: Callable[[], T]) -> T:
+        """The cached value for `key` at this generation, or `load()` (remembered when the generation allows)."""
+        if generation is None:
+            return load()
+        with self._lock:
+            if self._generation is None or generation > self._generation:
+                self._entries.clear()
+                self._generation = generation
+            if generation == self._generation and key in self._entries:
+                return self._entries[key]  # type: ignore[return-value]
+        value = load()
+        with self._lock:
+            if generation == self._generation:
+                if len(self._entries) >= self._max_entries:
+                    self._entries.clear()
+                self._entries[key] = value
+        return value
