@@ -146,6 +146,12 @@ class Settings:
     run_worker: bool = True
     # How long a write request waits for its own operation to finish before answering asynchronously (0: never).
     inline_operation_ms: int = 1000
+    # Slow clients (control_plane/guarded_worker.py): seconds a connection has to deliver its TLS handshake and
+    # request head (line and headers), seconds a request body may take to arrive and one response write may block,
+    # and the connections (open, idle or still sending their head) one worker process holds at most.
+    request_head_timeout: int = 10
+    request_io_timeout: int = 30
+    worker_connections: int = 1000
 
     @property
     def ca_file(self) -> Path:
@@ -219,6 +225,9 @@ class Settings:
             log_format=_parse_choice(get, "LOG_FORMAT", ("json", "text")),
             run_worker=_parse_bool(get, "RUN_WORKER", True),
             inline_operation_ms=_int(get, "INLINE_OPERATION_MS", 1000, minimum=0),
+            request_head_timeout=_int(get, "REQUEST_HEAD_TIMEOUT", 10, minimum=1),
+            request_io_timeout=_int(get, "REQUEST_IO_TIMEOUT", 30, minimum=1),
+            worker_connections=_int(get, "WORKER_CONNECTIONS", 1000, minimum=1),
         )
 
 

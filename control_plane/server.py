@@ -76,7 +76,11 @@ def run(settings: Settings, host: str, port: int, workers: int, threads: int) ->
         "bind": f"{host}:{port}",
         "workers": workers,
         "threads": threads,
-        "worker_class": "gthread" if threads > 1 else "sync",
+        # gthread with request heads read in its main loop and deadlines on bodies and writes, so that slow
+        # clients cannot hold every thread. Also with one thread: gunicorn's sync worker would give the whole
+        # process to a single slow client.
+        "worker_class": "control_plane.guarded_worker.GuardedThreadWorker",
+        "worker_connections": settings.worker_connections,
         "timeout": 60,
         "graceful_timeout": 10,
         "keepalive": 5,

@@ -15,7 +15,7 @@ from flask import Flask, Response, g, request
 from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm.exc import StaleDataError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import ClientDisconnected, HTTPException
 
 from control_plane.arm.errors import (
     ArmError,
@@ -107,11 +107,28 @@ def json_body(required: bool = True) -> dict[str, Any]:
 
 def _request_body() -> bytes:
     """The body, refusing one over the limit: werkzeug stops a chunked body at the limit without saying so."""
-    raw = request.get_data(cache=True)
+    try:
+        raw = request.get_data(cache=True)
+    except (ClientDisconnected, TimeoutError) as exc:
+        if _body_timed_out(exc):
+            raise _request_timeout() from None
+        raise
     limit = request.max_content_length
     if limit is not None and len(raw) >= limit and request.environ["wsgi.input"].read(1):
         raise RequestEntityTooLarge(f"The request content exceeds the maximum of {limit} bytes.")
     return raw
+
+
+def _body_timed_out(error: BaseException) -> bool:
+    """The server's socket timeout (control_plane/guarded_worker.py) cut a body read short. werkzeug turns every
+    read error into ClientDisconnected (a 400), keeping the timeout only as the exception's context."""
+    return isinstance(error, TimeoutError) or (
+        isinstance(error, ClientDisconnected) and isinstance(error.__context__, TimeoutError))
+
+
+def _request_timeout() -> ArmError:
+    return ArmError("The request content was not received within the time allowed. Send the whole request "
+                    "without pausing and retry.", status=408, code="RequestTimeout")
 
 
 def base_url() -> str:
@@ -158,8 +175,11 @@ DRAIN_MAX_BYTES = 16 * 1024 * 1024
 
 def _drain_unread_body() -> None:
     stream, left = request.environ["wsgi.input"], DRAIN_MAX_BYTES
-    while left > 0 and (chunk := stream.read(min(left, 65536))):
-        left -= len(chunk)
+    try:
+        while left > 0 and (chunk := stream.read(min(left, 65536))):
+            left -= len(chunk)
+    except OSError:  # the client stalled past the server's body time budget: the 413 goes out, then it is closed
+        pass
 
 
 def _render_arm_error(error: ArmError) -> Response:
@@ -183,6 +203,8 @@ _HTTP_ERRORS = {
 
 
 def _render_http_exception(error: HTTPException) -> Response:
+    if _body_timed_out(error):  # a body read outside json_body(), e.g. request.form at the token endpoints
+        return _render_arm_error(_request_timeout())
     factory = _HTTP_ERRORS.get(error.code or 500)
     if factory is not None:
         return _render_arm_error(factory())

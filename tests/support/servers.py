@@ -120,13 +120,15 @@ class Service:
     def cli_json(self, *args: str) -> dict:
         return json.loads(self.cli(*args).stdout)
 
-    def start(self, workers: int = 2) -> None:
+    def start(self, workers: int = 2, threads: int | None = None) -> None:
         port = int(self.url.rsplit(":", 1)[1])
         self.log_path = self.data_dir / f"serve-{port}.log"
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "control_plane.cli", "serve", "--port", str(port), "--workers", str(workers)],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        command = [sys.executable, "-m", "control_plane.cli", "serve", "--port", str(port), "--workers", str(workers)]
+        if threads is not None:
+            command += ["--threads", str(threads)]
+        self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
         wait_for_port(port, process=self.process)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
