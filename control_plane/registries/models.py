@@ -45,3 +45,17 @@ class Registry(Base):
     def arm_id(self) -> str:
         return (f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group_name}"
                 f"/providers/Microsoft.ContainerRegistry/registries/{self.name}")
+
+
+class RegistryView:
+    """A registries row read as plain SQL, with the model's derived attributes: what serialising needs, read-only."""
+
+    __slots__ = ("_row",)
+
+    def __init__(self, row: sa.Row):
+        self._row = row
+
+    def __getattr__(self, name: str):
+        return getattr(self._row, name)
+
+    arm_id = Registry.arm_id

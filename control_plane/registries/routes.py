@@ -165,7 +165,7 @@ def get_registry(subscription_id: str, group_name: str, registry_name: str):
     ctx = app_context()
     with ctx.db.reading() as session:
         subscription = subscription_for_caller(session, subscription_id)
-        registry = service.get_in_group(session, subscription.id, group_name, registry_name)
+        registry = service.view_in_group(session, subscription.id, group_name, registry_name)
         body = to_arm(registry, ctx.settings.login_server_suffix)
         return arm_json(body, headers={"ETag": body["etag"]})
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from control_plane.registries.models import Registry
+from control_plane.registries.models import Registry, RegistryView
 from control_plane.registries.schemas import REGISTRY_TYPE
 
 
@@ -13,17 +13,17 @@ def _timestamp(value) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def login_server(registry: Registry, suffix: str) -> str:
+def login_server(registry: Registry | RegistryView, suffix: str) -> str:
     return f"{registry.name_key}.{suffix}"
 
 
-def etag(registry: Registry) -> str:
+def etag(registry: Registry | RegistryView) -> str:
     """Changes whenever the resource a client reads changes: a write (modified_at) or provisioning progress."""
     version = f"{registry.id}|{registry.modified_at.isoformat()}|{registry.provisioning_state}"
     return '"' + hashlib.sha256(version.encode()).hexdigest()[:32] + '"'
 
 
-def to_arm(registry: Registry, login_server_suffix: str) -> dict[str, Any]:
+def to_arm(registry: Registry | RegistryView, login_server_suffix: str) -> dict[str, Any]:
     # Copies only the path it fills in (deepcopy was a tenth of a GET); the body is serialised, never mutated.
     properties = dict(registry.properties)
     policies = properties["policies"] = dict(properties["policies"])
