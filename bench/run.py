@@ -390,6 +390,8 @@ def walk_list(service: Service, group: str) -> dict:
     rss_before = {pid: rss_mb(pid) for pid in workers}
     rss_peak = dict(rss_before)
     latencies, single, items, url = [], [], 0, first_url
+    pages_expected = max(2, -(-service.config.list_size // service.config.page_size))
+    rss_half = dict(rss_before)
     while url:
         # Each page is fetched LIST_FETCHES times and its latency is the fastest: the figure is what a page costs
         # the server at its depth, which a preemption on this shared machine would otherwise decide. The first
@@ -408,6 +410,8 @@ def walk_list(service: Service, group: str) -> dict:
         if len(latencies) % 20 == 0:
             for pid in workers:
                 rss_peak[pid] = max(rss_peak[pid], rss_mb(pid))
+        if len(latencies) == pages_expected // 2:  # memory at half-way: the second half must not grow it
+            rss_half = {pid: rss_mb(pid) for pid in workers}
     rss_after = {pid: rss_mb(pid) for pid in workers}
     first = latencies[0]
     ordered = sorted(latencies)
@@ -421,6 +425,7 @@ def walk_list(service: Service, group: str) -> dict:
         "last_100_median_ms": statistics.median(latencies[-100:]),
         "first_100_median_ms": statistics.median(latencies[:100]),
         "rss_growth_mb": max(rss_peak[p] - rss_before[p] for p in workers),
+        "rss_growth_second_half_mb": max(rss_after[p] - rss_half[p] for p in workers),
         "rss_after_mb": rss_after,
     }
 
@@ -706,6 +711,8 @@ FIGURES: tuple[tuple[str, Callable[[dict], float], float | None, str, str], ...]
     ("LIST last 100 pages / first 100 (median)",
      lambda r: r["list"]["last_100_median_ms"] / r["list"]["first_100_median_ms"], None, "max", "x"),
     ("LIST worker RSS growth while walking", lambda r: r["list"]["rss_growth_mb"], None, "max", "MB"),
+    ("LIST worker RSS growth, second half of the walk", lambda r: r["list"].get("rss_growth_second_half_mb"), None,
+     "max", "MB"),
     ("start-up: serve to readiness 200", lambda r: r["startup_s"], 2.0, "max", "s"),
     ("RSS per worker after the benchmark (max)", lambda r: max(r["rss_mb"].values()), 120, "max", "MB"),
     ("GET registry rps (service)", lambda r: r["get"]["service"]["rps"], None, "min", ""),
