@@ -453,16 +453,37 @@ SCENARIOS = (
 
 
 def run_scenario(scenario: Scenario, service: Service, ceiling_url: str, load: Load, ceiling_first: bool) -> dict:
-    """The same wrk script against the ceiling and the service, back to back (alternating which goes first)."""
+    """The same wrk script against the ceiling and the service, interleaved in one-second slices.
+
+    The machine's other tenants come and go in phases of seconds that halve whatever runs meanwhile; back-to-back
+    runs of several seconds each let one phase decide a ratio. Alternating slices (ABAB…, then BABA… in the next
+    round) expose both targets to the same phases. Throughput is the slices' requests over their time; a latency
+    percentile is the median of the slices' own.
+    """
     path, headers, env = scenario.service_path(service), scenario.headers(service), scenario.env(service)
-    results: dict[str, WrkResult] = {}
-    order = ("ceiling", "service") if ceiling_first else ("service", "ceiling")
-    for target in order:
-        base = ceiling_url if target == "ceiling" else service.url
-        if scenario.name == "put":  # new names again for the second target
-            env = {**env, "BENCH_RUN_ID": uuid.uuid4().hex[:8]}
-        results[target] = wrk(base + path, scenario.script, load, headers, env)
-    return {target: result.__dict__ | {"rps": result.rps} for target, result in results.items()}
+    slices = max(1, load.seconds)
+    slice_load = Load(load.threads, load.connections, 1 if slices > 1 else load.seconds)
+    runs: dict[str, list[WrkResult]] = {"ceiling": [], "service": []}
+    for index in range(slices):
+        order = ("ceiling", "service") if (index % 2 == 0) == ceiling_first else ("service", "ceiling")
+        for target in order:
+            base = ceiling_url if target == "ceiling" else service.url
+            if scenario.name == "put":  # new names for every run
+                env = {**env, "BENCH_RUN_ID": uuid.uuid4().hex[:8]}
+            runs[target].append(wrk(base + path, scenario.script, slice_load, headers, env))
+    return {target: combine(results) for target, results in runs.items()}
+
+
+def combine(results: list[WrkResult]) -> dict:
+    errors: Counter = Counter()
+    for result in results:
+        errors.update(result.errors)
+    requests, seconds = sum(r.requests for r in results), sum(r.seconds for r in results)
+    return {"requests": requests, "seconds": seconds, "rps": requests / seconds if seconds else 0.0,
+            "slices": len(results), "errors": dict(errors),
+            **{f"{name}_ms": statistics.median(getattr(r, f"{name}_ms") for r in results)
+               for name in ("p50", "p90", "p99")},
+            "max_ms": max(r.max_ms for r in results)}
 
 
 def profile(service: Service, ceiling_url: str, load: Load, out_dir: Path) -> None:
