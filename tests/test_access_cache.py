@@ -7,8 +7,6 @@ app, and by plain SQL that no application code sees.
 
 from __future__ import annotations
 
-import contextlib
-
 import pytest
 import sqlalchemy as sa
 
@@ -17,34 +15,16 @@ from control_plane.app import create_app
 from control_plane.authorization import roles
 from control_plane.authorization import service as authorization
 from control_plane.authorization.models import RoleAssignment
-from control_plane.config import Settings
 from control_plane.identity import service as identity
 from tests.conftest import selected_backends
-from tests.support import servers
-from tests.support.in_process import owner_headers
+from tests.support.in_process import owner_headers, prepared_settings
 
 API = "api-version=2025-04-01"
 
 
-@contextlib.contextmanager
-def _database(backend: str):
-    if backend == "sqlite-local":
-        yield None
-    else:
-        with servers.postgres_database() as url:
-            yield url
-
-
 @pytest.fixture(params=selected_backends())
 def two_processes(request, tmp_path):
-    from control_plane.cli import _prepare
-
-    with _database(request.param) as database_url:
-        env = {"CONTROL_PLANE_DATA_DIR": str(tmp_path), "CONTROL_PLANE_TLS": "off"}
-        if database_url:
-            env["CONTROL_PLANE_DATABASE_URL"] = database_url
-        settings = Settings.from_env(env)
-        _prepare(settings)
+    with prepared_settings(request.param, tmp_path) as settings:
         first, second = create_app(settings), create_app(settings)
         try:
             yield first, second

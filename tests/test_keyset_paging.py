@@ -7,7 +7,6 @@ walk runs rather than on timings.
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 
 import pytest
@@ -15,38 +14,20 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from control_plane.app import create_app
-from control_plane.config import Settings
 from control_plane.db import utcnow
 from control_plane.registries.models import Registry
 from control_plane.registries.schemas import with_defaults
 from control_plane.resource_groups.models import ResourceGroup
 from tests.conftest import selected_backends
-from tests.support import servers
-from tests.support.in_process import owner_headers
+from tests.support.in_process import owner_headers, prepared_settings
 
 ROWS, PAGE = 2000, 100
-
-
-@contextlib.contextmanager
-def _database(backend: str):
-    if backend == "sqlite-local":
-        yield None
-    else:
-        with servers.postgres_database() as url:
-            yield url
 
 
 @pytest.fixture(params=selected_backends())
 def deep_group(request, tmp_path):
     """An app (in-process) whose resource group 'deep' holds ROWS registries, and a bystander group with a few."""
-    from control_plane.cli import _prepare
-
-    with _database(request.param) as database_url:
-        env = {"CONTROL_PLANE_DATA_DIR": str(tmp_path), "CONTROL_PLANE_TLS": "off"}
-        if database_url:
-            env["CONTROL_PLANE_DATABASE_URL"] = database_url
-        settings = Settings.from_env(env)
-        _prepare(settings)
+    with prepared_settings(request.param, tmp_path) as settings:
         app = create_app(settings, start_worker=False)
         ctx = app.extensions["control_plane"]
         state, headers = owner_headers(app)
