@@ -16,6 +16,7 @@ from control_plane.arm.errors import ArmError, Forbidden, Unauthorized
 from control_plane.authorization import policy
 from control_plane.authorization.access_cache import read_generation
 from control_plane.authorization.actions import Action
+from control_plane.config import READS
 from control_plane.context import app_context
 from control_plane.identity import service as identity
 from control_plane.identity.tokens import Caller, InvalidToken
@@ -52,8 +53,7 @@ def _token_caller() -> tuple[Caller, object | None]:
 def _check_principal(session, caller: Caller, external: object | None) -> None:
     """Checked on every call (through the access cache, which a change empties): a deleted principal's tokens stop
     working at once."""
-    principal = _cached(session, ("principal", caller.object_id),
-                        lambda: identity.principal_exists(session, caller.object_id))
+    principal = _cached(("principal", caller.object_id), lambda: identity.principal_exists(session, caller.object_id))
     if external is None and not principal:
         raise Unauthorized("The access token belongs to a principal that no longer exists.",
                            code="InvalidAuthenticationToken")
@@ -104,7 +104,6 @@ def requires(action: Action, *, filtered: bool = False,
             ctx = app_context()
             # One read-only unit of work for everything the decision needs: principal, subscription, role
             # assignments — from the process's access cache while the database's access generation says it holds.
-            # The route's own reads share this unit of work (and its pooled connection).
             with ctx.db.reading() as session:
                 g.access_generation = read_generation(session)
                 _check_principal(session, caller, external)
@@ -112,12 +111,16 @@ def requires(action: Action, *, filtered: bool = False,
                 subscription_id = kwargs.get("subscription_id") or _subscription_in(target)
                 if subscription_id:
                     subscription_for_caller(session, subscription_id)
-                g.permissions = _cached(session, ("permissions", caller.object_id, caller.tenant_id),
+                g.permissions = _cached(("permissions", caller.object_id, caller.tenant_id),
                                         lambda: policy.permissions_of(session, caller.object_id, caller.tenant_id))
                 _throttle(ctx.throttler, caller, subscription_id)
                 if target is not None and _refused(g.permissions, action, target, filtered):
                     raise Forbidden(policy.denial_message(caller.app_id, caller.object_id, action.name, target))
-                return view(*args, **kwargs)
+                if kind_of(request.method) == READS:
+                    # A read's route shares this unit of work and its pooled connection. A write's route opens its
+                    # own transaction once this is closed, so no request holds two connections at a time.
+                    return view(*args, **kwargs)
+            return view(*args, **kwargs)
 
         wrapper.required_action = action
         return wrapper
@@ -168,12 +171,12 @@ def current_caller() -> Caller:
 
 def subscription_for_caller(session, subscription_id: str) -> identity.SubscriptionInfo:
     """The subscription in the URL, checked against the caller's tenant (from the access cache)."""
-    subscription = _cached(session, ("subscription", subscription_id.lower()),
+    subscription = _cached(("subscription", subscription_id.lower()),
                            lambda: identity.get_subscription(session, subscription_id))
     check_subscription_tenant(current_caller(), subscription.tenant_id)
     return subscription
 
 
-def _cached(session, key: tuple, load: Callable[[], T]) -> T:
+def _cached(key: tuple, load: Callable[[], T]) -> T:
     """`load()`, or what the process's access cache holds for `key` at the generation this request read."""
     return app_context().access_cache.get(g.get("access_generation"), key, load)
