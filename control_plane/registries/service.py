@@ -71,7 +71,7 @@ def get_in_group(session: Session, subscription_id: str, group_name: str, name: 
     """A registry by its URL in one query (group and registry joined, the statement built once); the group's or
     the registry's 404."""
     row = session.execute(_IN_GROUP, _in_group_params(subscription_id, group_name, name)).first()
-    _check_found(row, row is not None and row.Registry is None, group_name, name)
+    _check_found(row, "Registry", group_name, name)
     return row.Registry
 
 
@@ -79,7 +79,7 @@ def view_in_group(session: Session, subscription_id: str, group_name: str, name:
     """get_in_group for display only: the same query run as plain SQL, its row read without the ORM (no identity
     map, no instance state) — half the cost of the hottest read there is, a GET of one registry."""
     row = session.connection().execute(_IN_GROUP, _in_group_params(subscription_id, group_name, name)).first()
-    _check_found(row, row is not None and row.id is None, group_name, name)
+    _check_found(row, "id", group_name, name)
     return RegistryView(row)
 
 
@@ -87,10 +87,11 @@ def _in_group_params(subscription_id: str, group_name: str, name: str) -> dict[s
     return {"name_key": name.lower(), "subscription_id": subscription_id, "group_key": group_name.lower()}
 
 
-def _check_found(row, registry_missing: bool, group_name: str, name: str) -> None:
+def _check_found(row, registry_field: str, group_name: str, name: str) -> None:
+    """No row: no such group. A row whose `registry_field` is empty: the group has no such registry (outer join)."""
     if row is None:
         raise ResourceGroupNotFound(group_name)
-    if registry_missing:
+    if getattr(row, registry_field) is None:
         raise ResourceNotFound(REGISTRY_TYPE, name, row.group_name)
 
 
