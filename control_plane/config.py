@@ -63,6 +63,7 @@ DEFAULT_ARM_AUDIENCES = (
 
 
 READS, WRITES, DELETES = "reads", "writes", "deletes"
+SERVES = ("all", "management", "registry")
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,16 @@ class Settings:
     request_head_timeout: int = 10
     request_io_timeout: int = 30
     worker_connections: int = 1000
+    # What this process serves: `all` (ARM and the registries' data plane), `management` (ARM, identity, Graph),
+    # or `registry` (the data plane and its token service), so pushes can run on replicas of their own.
+    serves: str = "all"
+    # The data plane: the largest manifest accepted (then 413), how long an idle upload session lives, whether blob
+    # GETs on Azure storage answer 307 to a read-only SAS URL (else the service streams the bytes itself), and the
+    # slowest an upload body may arrive before the slow-client guard cuts it off.
+    manifest_max_bytes: int = 4 * 1024 * 1024
+    upload_expiry_seconds: int = 24 * 3600
+    blob_redirect: bool = True
+    upload_min_bytes_per_second: int = 1024 * 1024
 
     @property
     def ca_file(self) -> Path:
@@ -206,7 +217,7 @@ class Settings:
             public_url=public_url,
             storage=_parse_storage(get("STORAGE", "local"), locations),
             locations=locations,
-            login_server_suffix=get("LOGIN_SERVER_SUFFIX", "azurecr.io").lstrip("."),
+            login_server_suffix=(get("LOGIN_SERVER_SUFFIX") or default_login_server_suffix(public_url)).lstrip("."),
             tls=tls,
             tls_cert_file=Path(cert_file) if cert_file else None,
             tls_key_file=Path(key_file) if key_file else None,
@@ -228,7 +239,31 @@ class Settings:
             request_head_timeout=_int(get, "REQUEST_HEAD_TIMEOUT", 10, minimum=1),
             request_io_timeout=_int(get, "REQUEST_IO_TIMEOUT", 30, minimum=1),
             worker_connections=_int(get, "WORKER_CONNECTIONS", 1000, minimum=1),
+            serves=_parse_choice(get, "SERVES", SERVES) or "all",
+            manifest_max_bytes=_int(get, "MANIFEST_MAX_BYTES", 4 * 1024 * 1024, minimum=4096),
+            upload_expiry_seconds=_int(get, "UPLOAD_EXPIRY_SECONDS", 24 * 3600, minimum=60),
+            blob_redirect=_parse_bool(get, "BLOB_REDIRECT", True),
+            upload_min_bytes_per_second=_int(get, "UPLOAD_MIN_BYTES_PER_SECOND", 1024 * 1024, minimum=1024),
         )
+
+    @property
+    def serves_management(self) -> bool:
+        return self.serves in ("all", "management")
+
+    @property
+    def serves_registry(self) -> bool:
+        return self.serves in ("all", "registry")
+
+
+def default_login_server_suffix(public_url: str) -> str:
+    """`localhost`, with the public URL's port when it is not 443.
+
+    RFC 6761 reserves `*.localhost` for the loopback interface, so a fresh install's login servers
+    (`<name>.localhost:8443`) can only ever reach this machine — never someone else's hosts, as the old default
+    `azurecr.io` did (it sent `az acr login` and its tokens to Microsoft).
+    """
+    port = urlsplit(public_url).port
+    return "localhost" if port in (None, 443) else f"localhost:{port}"
 
 
 def _parse_choice(get, name: str, choices: tuple[str, ...]) -> str | None:

@@ -1,6 +1,16 @@
 """Every model, imported once so Alembic and the drift test see the whole schema."""
 
 from control_plane.authorization.models import AccessGeneration, ActivityLogEntry, RoleAssignment
+from control_plane.content.models import (
+    Blob,
+    Manifest,
+    ManifestReference,
+    RegistryEvent,
+    Repository,
+    RepositoryBlob,
+    Tag,
+    UploadSession,
+)
 from control_plane.db import Base
 from control_plane.identity.models import (
     Application,
@@ -19,7 +29,8 @@ from control_plane.throttling import ThrottleBucket
 metadata = Base.metadata
 
 __all__ = [
-    "AccessGeneration", "ActivityLogEntry", "Application", "ClientSecret", "Operation", "Registry", "ResourceGroup",
-    "RoleAssignment", "ServicePrincipal", "SigningKey", "Subscription", "SystemState", "Tenant", "ThrottleBucket",
-    "metadata",
+    "AccessGeneration", "ActivityLogEntry", "Application", "Blob", "ClientSecret", "Manifest", "ManifestReference",
+    "Operation", "Registry", "RegistryEvent", "Repository", "RepositoryBlob", "ResourceGroup", "RoleAssignment",
+    "ServicePrincipal", "SigningKey", "Subscription", "SystemState", "Tag", "Tenant", "ThrottleBucket",
+    "UploadSession", "metadata",
 ]
