@@ -64,7 +64,7 @@ def test_cloud_register_discovers_endpoints_and_login_selects_the_subscription(a
     # Only /metadata/endpoints names the gallery and portal: they prove discovery ran.
     assert endpoints["gallery"] == f"{service.url}/"
     assert endpoints["portal"] == f"{service.url}/"
-    assert cloud["suffixes"]["acrLoginServerEndpoint"] == ".azurecr.io"
+    assert cloud["suffixes"]["acrLoginServerEndpoint"] == f".{service.login_server_suffix}"
 
     [account] = [a for a in az.login_output if a["id"] == service.subscription_id]
     assert account["tenantId"] == service.tenant_id
@@ -97,7 +97,7 @@ def test_acr_check_name_create_list_show(az, az_group, az_registry, service):
     assert az_registry["id"] == (f"/subscriptions/{service.subscription_id}/resourceGroups/{az_group}"
                                  f"/providers/Microsoft.ContainerRegistry/registries/{name}")
     assert az_registry["location"] == "eastus"
-    assert az_registry["loginServer"] == f"{name}.azurecr.io"
+    assert az_registry["loginServer"] == f"{name}.{service.login_server_suffix}"
     assert az_registry["provisioningState"] == "Succeeded"
     assert az_registry["sku"] == {"name": "Basic", "tier": "Basic"}
     assert az_registry["adminUserEnabled"] is False

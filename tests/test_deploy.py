@@ -275,18 +275,21 @@ def test_kubernetes_runs_the_api_the_worker_and_the_migration(manifests, kustomi
             commands[name] = parse_cli(container_argv(container))
         security = spec["securityContext"]
         assert security["runAsNonRoot"] is True and security["runAsUser"] >= 1000
-    api = [n for n, a in commands.items() if a.command == "serve"]
+    servers = {n: {e["name"]: e.get("value") for e in pod_specs(manifests)[n]["containers"][0].get("env", [])}
+               for n, a in commands.items() if a.command == "serve"}
     worker = [n for n, a in commands.items() if a.command == "worker"]
     migrate = [n for n, a in commands.items() if a.command == "db" and a.subcommand == "upgrade"]
-    assert len(api) == 1 and deployments[api[0]]["spec"]["replicas"] >= 2, "several API replicas"
+    # The management API and the registries' data plane run as separate Deployments (CONTROL_PLANE_SERVES).
+    assert sorted(env.get("CONTROL_PLANE_SERVES") for env in servers.values()) == ["management", "registry"]
+    for name, env in servers.items():
+        assert deployments[name]["spec"]["replicas"] >= 2, f"several {name} replicas"
+        assert env.get("CONTROL_PLANE_RUN_WORKER") == "false", f"{name} leaves operations to the worker"
     assert len(worker) == 1 and worker[0] in deployments
     assert len(migrate) == 1 and migrate[0] in jobs
     for name, deployment in deployments.items():
         template_labels = deployment["spec"]["template"]["metadata"]["labels"]
         selector = deployment["spec"]["selector"]["matchLabels"]
         assert selector.items() <= template_labels.items(), f"{name}'s selector does not select its pods"
-    api_env = {e["name"]: e.get("value") for e in pod_specs(manifests)[api[0]]["containers"][0].get("env", [])}
-    assert api_env.get("CONTROL_PLANE_RUN_WORKER") == "false", "the API pods leave operations to the worker"
 
 
 def test_kubernetes_settings_are_real_and_come_from_existing_objects(manifests, settings_probe, tmp_path):
@@ -367,9 +370,16 @@ def test_kubernetes_ports_probes_service_and_ingress_line_up(manifests, app):
                 port_names = {p["name"] for p in services[backend["name"]]["spec"]["ports"]}
                 port_numbers = {p["port"] for p in services[backend["name"]]["spec"]["ports"]}
                 assert backend["port"].get("name") in port_names or backend["port"].get("number") in port_numbers
-    public_url = next(iter(of_kind(manifests, "ConfigMap").values()))["data"]["CONTROL_PLANE_PUBLIC_URL"]
-    assert public_url.startswith("https://") and public_url[len("https://"):] in tls_hosts, (
+    config = next(iter(of_kind(manifests, "ConfigMap").values()))["data"]
+    public_url = config["CONTROL_PLANE_PUBLIC_URL"]
+    all_tls_hosts = {h for i in ingresses.values() for t in i["spec"]["tls"] for h in t["hosts"]}
+    assert public_url.startswith("https://") and public_url[len("https://"):] in all_tls_hosts, (
         "the public URL (the token issuer) is the Ingress host")
+    login_servers = "*." + config["CONTROL_PLANE_LOGIN_SERVER_SUFFIX"]
+    routed = {r["host"]: p["backend"]["service"]["name"] for i in ingresses.values() for r in i["spec"]["rules"]
+              for p in r["http"]["paths"]}
+    assert login_servers in all_tls_hosts and routed.get(login_servers) == "control-plane-registry", (
+        "every registry's login server reaches the data-plane replicas over TLS")
 
 
 def test_probe_routes_answer_without_a_token_or_api_version(app):

@@ -439,7 +439,7 @@ def test_subscriptions_and_metadata(arm, service):
     assert endpoints["resourceManager"] == f"{service.url}/"
     assert endpoints["authentication"]["loginEndpoint"] == service.url
     assert "https://management.core.windows.net/" in endpoints["authentication"]["audiences"]
-    assert endpoints["suffixes"]["acrLoginServer"] == ".azurecr.io"
+    assert endpoints["suffixes"]["acrLoginServer"] == f".{service.login_server_suffix}"
     assert_arm_error(requests.get(f"{service.url}/metadata/endpoints?api-version=1999-01-01", verify=service.ca,
                                   timeout=30), 400, "InvalidApiVersionParameter")
 

@@ -27,7 +27,7 @@ def test_create_get_delete_round_trip(acr, group, service):
 
     assert registry.name == name
     assert registry.provisioning_state == "Succeeded"
-    assert registry.login_server == f"{name.lower()}.azurecr.io"
+    assert registry.login_server == f"{name.lower()}.{service.login_server_suffix}"
     assert registry.sku.name == registry.sku.tier == "Basic"
     assert registry.tags == {"team": "platform"}
     assert registry.admin_user_enabled is False

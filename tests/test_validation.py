@@ -382,7 +382,8 @@ def test_every_settable_property_reads_back_exactly(arm, service, group):
     principals = registry["identity"]["userAssignedIdentities"]
     assert set(principals) == set(sent["identity"]["userAssignedIdentities"])
     assert all(p["principalId"] and p["clientId"] for p in principals.values())
-    assert registry["properties"]["dataEndpointHostNames"] == [f"{name.lower()}.westeurope.data.azurecr.io"]
+    assert registry["properties"]["dataEndpointHostNames"] == [
+        f"{name.lower()}.westeurope.data.{service.login_server_suffix}"]
 
     listed = arm.request("GET", f"/subscriptions/{service.subscription_id}/resourceGroups/{group}/providers/"
                                 f"Microsoft.ContainerRegistry/registries?api-version={VERSION}").json()

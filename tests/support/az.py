@@ -64,14 +64,16 @@ def az_env(config_dir: Path, ca: str, **extra: str) -> dict[str, str]:
 
 
 def register_cloud(az: Az, url: str, name: str) -> None:
-    """`az cloud register` with endpoint discovery (GET /metadata/endpoints), then `az cloud set`."""
+    """`az cloud register` with endpoint discovery (GET /metadata/endpoints), then `az cloud set`.
+
+    The ACR suffix is the service's default, `localhost:<port>`."""
     az.json("cloud", "register", "--name", name,
             "--endpoint-resource-manager", f"{url}/",
             "--endpoint-active-directory", url,
             "--endpoint-active-directory-resource-id", "https://management.core.windows.net/",
             "--endpoint-active-directory-graph-resource-id", f"{url}/",
             "--endpoint-microsoft-graph-resource-id", f"{url}/",
-            "--suffix-acr-login-server-endpoint", ".azurecr.io")
+            "--suffix-acr-login-server-endpoint", f".localhost:{url.rsplit(':', 1)[1]}")
     az.json("cloud", "set", "--name", name)
 
 

@@ -113,6 +113,11 @@ class Service:
     def tenant_id(self) -> str:
         return self.init["tenantId"]
 
+    @property
+    def login_server_suffix(self) -> str:
+        """The default suffix: `localhost:<port>`, so `<name>.localhost:<port>` reaches this service."""
+        return self.env.get("CONTROL_PLANE_LOGIN_SERVER_SUFFIX") or f"localhost:{self.url.rsplit(':', 1)[1]}"
+
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "control_plane.cli", *args], env=self.env, check=check,
                               capture_output=True, text=True, timeout=120)
