@@ -1,1 +1,2 @@
-"""Registry content: repositories, blobs, manifests, tags, uploads and events, indexed in the database and stored in the registry's container."""
+"""Registry content: repositories, blobs, manifests, tags, uploads and events, indexed in the database and
+stored in the registry's container."""

@@ -140,7 +140,11 @@ class Tag(ChangeableAttributes, Base):
 class UploadSession(Base):
     """A blob upload in progress. Its bytes sit under `object_key` in the registry's container until the digest
     is verified; `size` is what has arrived, and a chunk is accepted only by the conditional UPDATE that moves it
-    from the chunk's start offset, so concurrent or repeated chunks on any worker or replica cannot both land."""
+    from the chunk's start offset, so concurrent or repeated chunks on any worker or replica cannot both land.
+
+    `claim` is the token of the one request writing a chunk right now (taken by a conditional UPDATE before any
+    byte is written, kept alive through `updated_at`): a second writer at the same offset is refused before it can
+    overwrite bytes the first one hashed, so what is verified is always what is stored."""
 
     __tablename__ = "upload_sessions"
 
@@ -150,6 +154,7 @@ class UploadSession(Base):
     object_key: Mapped[str] = mapped_column(sa.String(512))
     size: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     chunks: Mapped[int] = mapped_column(sa.Integer, default=0)
+    claim: Mapped[str | None] = mapped_column(sa.String(36))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
 

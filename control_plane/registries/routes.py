@@ -11,13 +11,13 @@ from control_plane.arm.paging import next_link, page_body, page_request
 from control_plane.arm.validation import load, validate_location, validate_tags
 from control_plane.authorization import actions, policy
 from control_plane.authorization.enforce import current_caller, requires, subscription_for_caller, visible_below
+from control_plane.content.service import ContentService
 from control_plane.context import app_context
 from control_plane.registries import service
 from control_plane.registries.names import validate_name
 from control_plane.registries.schemas import NameCheck, RegenerateCredential, RegistryPatch, RegistryPut
 from control_plane.registries.serialize import etag, to_arm
 from control_plane.resource_groups import service as resource_groups
-from control_plane.storage import StorageError
 
 bp = Blueprint("registries", __name__)
 
@@ -250,8 +250,6 @@ def list_usages(subscription_id: str, group_name: str, registry_name: str):
     ctx = app_context()
     with ctx.db.session() as session:
         registry = _registry(session, subscription_id, group_name, registry_name)
-    try:
-        size = ctx.storage.for_location(registry.location).container_size(registry.container_name)
-    except StorageError:
-        size = 0
+    # Bytes stored, deduplicated: the registry's distinct verified blobs (layers, configs, manifests).
+    size = ContentService(ctx.db, ctx.storage, ctx.settings).storage_used(registry.id)
     return arm_json(service.usages(registry, size))
