@@ -14,8 +14,9 @@ read (as gthread does for an h2c preface), so the thread parses without waiting 
 
 Bodies and responses are still read and written by the thread, so those are bounded instead of taken off it: each
 socket operation waits `Settings.request_io_timeout` seconds at most, and the whole request body must arrive within
-that time after its first read that has to wait (`_BudgetUnreader`). A stalled body therefore holds a thread for that
-long at most; the application answers 408 RequestTimeout and the connection is closed (`control_plane/arm/http.py`).
+that time after its first read that has to wait (`_BudgetUnreader`; registry blob uploads get more, in proportion to
+their size). A stalled body therefore holds a thread for that long at most; the application answers 408
+RequestTimeout and the connection is closed (`control_plane/arm/http.py`, `control_plane/oci/http.py`).
 
 gthread also closes connections with a "lingering close" (half-close, then read until the client closes, up to 2 s)
 on the main loop with a blocking read, so a client that does not close its side stalls every connection of the worker
@@ -44,6 +45,8 @@ from gunicorn.http.message import DEFAULT_MAX_HEADERFIELD_SIZE, MAX_HEADERS, MAX
 from gunicorn.http.unreader import SocketUnreader
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
+from control_plane.tls import HostCertificates
+
 # How long a closing connection is drained for the client's FIN, and how much of it is read (gunicorn's
 # util.close_graceful values): enough for the last response to arrive whole instead of being cut by a reset.
 LINGER_SECONDS = 2.0
@@ -63,22 +66,41 @@ class _BudgetUnreader(SocketUnreader):
     has to be enforced here, on each recv. The clock starts at the first read that goes to the network (heads
     are already buffered, so in practice: the body), not when the request starts, so the application's own time
     before it reads the body costs the client nothing.
+
+    Registry blob uploads (`POST`/`PATCH`/`PUT` under `/v2/…/blobs/uploads`) may be gigabytes: they get the budget
+    plus the time their announced length takes at `min_rate` bytes per second, and a chunked one (no length) a
+    deadline that moves on as its bytes arrive at that rate. A stalled upload is still cut off; one arriving at a
+    normal speed never is.
     """
 
-    def __init__(self, sock, budget: float):
+    def __init__(self, sock, budget: float, min_rate: float = 0.0):
         super().__init__(sock)
         self.budget = budget
+        self.min_rate = min_rate
         self.deadline: float | None = None
         self.message = None  # the request being read: told to close its connection if its body times out
+        self.started = 0.0
+        self.received = 0
+        self.streaming = False  # an upload without a length: the deadline follows the bytes received
 
     def new_request(self) -> None:
         self.deadline = None
         self.message = None
 
+    def _start(self, now: float) -> None:
+        self.started, self.received, self.streaming = now, 0, False
+        self.deadline = now + self.budget
+        if self.min_rate > 0 and _is_upload(self.message):
+            length = _content_length(self.message)
+            if length is None:
+                self.streaming = True
+            else:
+                self.deadline += length / self.min_rate
+
     def chunk(self, size_hint=None):
         now = time.monotonic()
         if self.deadline is None:
-            self.deadline = now + self.budget
+            self._start(now)
         remaining = self.deadline - now
         previous = self.sock.gettimeout()
         try:
@@ -86,7 +108,7 @@ class _BudgetUnreader(SocketUnreader):
                 raise TimeoutError("the request body did not arrive in time")
             if previous is None or 0 < remaining < previous:
                 self.sock.settimeout(remaining)
-            return super().chunk(size_hint)
+            data = super().chunk(size_hint)
         except TimeoutError:
             # The answer (408 from the application) says `Connection: close`: where the next request would start
             # on this connection is unknown now.
@@ -96,6 +118,24 @@ class _BudgetUnreader(SocketUnreader):
         finally:
             if self.sock.gettimeout() != previous:
                 self.sock.settimeout(previous)
+        if self.streaming:
+            self.received += len(data)
+            self.deadline = max(self.deadline, self.started + self.budget + self.received / self.min_rate)
+        return data
+
+
+def _is_upload(message) -> bool:
+    """A registry blob upload, whose body may be large (control_plane/oci/routes.py)."""
+    return (message is not None and getattr(message, "method", None) in ("POST", "PATCH", "PUT")
+            and str(getattr(message, "path", "")).startswith("/v2/")
+            and "/blobs/uploads" in str(getattr(message, "path", "")))
+
+
+def _content_length(message) -> int | None:
+    for name, value in getattr(message, "headers", ()):
+        if name == "CONTENT-LENGTH":
+            return int(value) if value.isdigit() else None
+    return None
 
 
 class GuardedConn(TConn):
@@ -134,6 +174,7 @@ class GuardedThreadWorker(ThreadWorker):
         settings = self.app.settings
         self.head_timeout = float(settings.request_head_timeout)
         self.io_timeout = float(settings.request_io_timeout)
+        self.upload_min_rate = float(settings.upload_min_bytes_per_second)
         self.max_head = _max_head_bytes(self.cfg)
         self.guard = _guard_applies(self.cfg)
         # Insertion-ordered sets: every entry gets the same timeout when added, so the first one expires first.
@@ -141,6 +182,11 @@ class GuardedThreadWorker(ThreadWorker):
         self.lingering: dict[GuardedConn, None] = {}
         self._ssl_context = None
         self._ssl_files_seen = None
+        self._host_certificates = None
+        if settings.tls == "auto" and settings.tls_cert_file is None:  # the local CA's certificate is served
+            certificates = HostCertificates(settings.data_dir / "tls", settings.login_server_suffix,
+                                            self._context_with)
+            self._host_certificates = certificates if certificates.applies() else None
 
     def init_process(self):
         if not self.guard:
@@ -262,7 +308,7 @@ class GuardedThreadWorker(ThreadWorker):
         """The head is all there: give it to gunicorn's parser as if just read, and the connection to a thread."""
         if conn.parser is None:
             conn.parser = http.get_parser(self.cfg, conn.sock, conn.client)
-            conn.parser.unreader = _BudgetUnreader(conn.sock, self.io_timeout)
+            conn.parser.unreader = _BudgetUnreader(conn.sock, self.io_timeout, self.upload_min_rate)
         conn.parser.unreader.unread(bytes(conn.head))
         conn.head = None
         conn.data_ready = True  # gthread's own 5 s wait for a first byte has nothing left to wait for
@@ -365,7 +411,19 @@ class GuardedThreadWorker(ThreadWorker):
         if seen is None or seen != self._ssl_files_seen or self._ssl_context is None:
             self._ssl_context = gunicorn_sock.ssl_context(self.cfg)
             self._ssl_files_seen = seen
+            if self._host_certificates is not None:
+                self._ssl_context.sni_callback = self._host_certificates.sni_callback
         return self._ssl_context
+
+    def _context_with(self, cert_file: str, key_file: str) -> ssl.SSLContext:
+        """A context configured like gunicorn's, with another certificate (a registry host's, tls.HostCertificates)."""
+        cfg = self.cfg
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=cfg.ca_certs)
+        context.load_cert_chain(certfile=cert_file, keyfile=key_file)
+        context.verify_mode = cfg.cert_reqs
+        if cfg.ciphers:
+            context.set_ciphers(cfg.ciphers)
+        return context
 
 
 def _guard_applies(cfg) -> bool:

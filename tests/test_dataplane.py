@@ -1,24 +1,24 @@
-"""The login server end to end: the SDK creates registries and role assignments, `control-plane registry run` starts
-Debian's Distribution registry for one, and skopeo (images built with umoci) and az push, pull and get refused.
+"""The built-in login server end to end: the SDK creates registries and role assignments, and skopeo (images built
+with umoci) and az push, pull, list, delete and get refused against `control-plane serve` itself — host style
+(`<name>.localhost:<port>`, reached through a CONNECT proxy since it does not resolve here) and path style
+(`127.0.0.1:<port>/<name>/<repo>`) — plus the token service's grants and refusals.
 
-Needs `docker-registry`, `skopeo` and `umoci` (apt-get install -y --no-install-recommends docker-registry skopeo
-umoci): without them these tests fail when CI=true and are skipped otherwise. The token-service and configuration
-tests that need no tool always run.
+Needs `skopeo` and `umoci` (apt-get install -y --no-install-recommends skopeo umoci): without them the skopeo tests
+fail when CI=true and are skipped otherwise. The token-service tests need no tool.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import jwt
 import pytest
 import requests
-import yaml
 from azure.mgmt.authorization import AuthorizationManagementClient
 from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
 from azure.mgmt.containerregistry.models import (
@@ -27,21 +27,19 @@ from azure.mgmt.containerregistry.models import (
     RegistryUpdateParameters,
     Sku,
 )
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from control_plane.authorization import roles
 from control_plane.config import Settings
 from control_plane.crypto import load_cipher
-from control_plane.dataplane import certificates, distribution, scopes
+from control_plane.dataplane import scopes
 from control_plane.dataplane.tokens import REFRESH_TOKEN_SECONDS, RegistryTokens
 from control_plane.db import Database
 from control_plane.identity.tokens import Caller, TokenIssuer
 from tests.conftest import client_kwargs, storage_containers, unique_registry_name
-from tests.support import servers, tools
+from tests.support import tools
 from tests.support.az import Az, az_env, register_cloud
 from tests.support.az import login as az_login
-from tests.support.dataplane import ConnectProxy, Skopeo, build_image, missing_tools, registry_process
+from tests.support.dataplane import ConnectProxy, Skopeo, build_image, missing_tools
 
 NULL_USERNAME = "00000000-0000-0000-0000-000000000000"
 ACR_SCOPE = "https://containerregistry.azure.net/.default"
@@ -55,8 +53,7 @@ EVERYTHING = "repository:team/app:pull,push,delete"
 def dataplane_tools():
     missing = missing_tools()
     if missing:
-        message = (f"missing {', '.join(missing)}: apt-get install -y --no-install-recommends docker-registry skopeo "
-                   "umoci")
+        message = (f"missing {', '.join(missing)}: apt-get install -y --no-install-recommends skopeo umoci")
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
         pytest.skip(message)
@@ -171,12 +168,46 @@ def in_process_tokens(service) -> tuple[RegistryTokens, Database]:
     return RegistryTokens(issuer, settings.public_url, settings.registry_token_lifetime_seconds), db
 
 
+@pytest.fixture(scope="module")
+def proxy(service):
+    """Every `*.localhost` tunnel to the service: host-style login servers without DNS."""
+    with ConnectProxy(suffixes={".localhost": service_port(service)}) as running:
+        yield running
+
+
+def service_port(service) -> int:
+    return int(service.url.rsplit(":", 1)[1])
+
+
+@dataclass(frozen=True)
+class Address:
+    """Where skopeo sends a registry's images: `<login server>` (host style) or `127.0.0.1:<port>` + `<name>/`."""
+
+    host: str
+    prefix: str
+
+    def ref(self, reference: str) -> str:
+        return f"{self.prefix}{reference}"
+
+
+def address_of(service, style: str, name: str, login_server: str) -> Address:
+    if style == "host":
+        return Address(login_server, "")
+    return Address(f"127.0.0.1:{service_port(service)}", f"{name}/")
+
+
+def skopeo_for(service, proxy, workdir: Path) -> Skopeo:
+    return Skopeo(workdir, service.ca, tls=True, proxy_port=proxy.port)
+
+
 # -- real tools: push, pull, refusals -------------------------------------------------------------------------
 
 
-def test_push_and_pull_with_skopeo_as_admin_and_by_role(service, acr, auth, group, image, tmp_path):
+@pytest.mark.parametrize("style", ["host", "path"])
+def test_push_and_pull_with_skopeo_as_admin_and_by_role(service, acr, auth, group, image, proxy, tmp_path, style):
     registry = create_registry(acr, group, admin_user_enabled=True)
     name, server = registry.name, registry.login_server
+    assert server == f"{name.lower()}.{service.login_server_suffix}"  # reaches this service, nobody else's
     admin = (name, acr.registries.list_credentials(group, name).passwords[0].value)
     scope = registry_scope(service, group, name)
     group_scope = f"/subscriptions/{service.subscription_id}/resourceGroups/{group}"
@@ -188,76 +219,76 @@ def test_push_and_pull_with_skopeo_as_admin_and_by_role(service, acr, auth, grou
     assign(service, auth, scope, roles.ACR_PULL, deleter)  # skopeo delete reads the manifest first
     assign(service, auth, group_scope, roles.READER, reader)
 
-    skopeo = Skopeo(tmp_path / "skopeo", service.ca, tls=True)
-    with registry_process(service, name, server, tmp_path, tls=True) as running:
-        address = running.address
-        challenge = requests.get(f"{running.url}/v2/", verify=service.ca, timeout=30)
-        assert challenge.status_code == 401
-        # No space after the comma: az splits the challenge naively (real-clients §14).
-        assert challenge.headers["WWW-Authenticate"] == (
-            f'Bearer realm="{service.url}/oauth2/token",service="{server}"')
+    skopeo = skopeo_for(service, proxy, tmp_path / "skopeo")
+    at = address_of(service, style, name, server)
+    address = at.host
 
-        # The admin user logs in and pushes.
-        assert_ok(skopeo.login(address, *admin), "admin login")
-        assert_ok(skopeo.push(f"{image}:1.0", address, "team/app:1.0", admin), "admin push")
-        tags = skopeo.tags(address, "team/app", admin)
-        assert_ok(tags, "admin list-tags")
-        assert json.loads(tags.stdout)["Tags"] == ["1.0"]
-        pushed = json.loads(skopeo.inspect(address, "team/app:1.0", admin).stdout)["Digest"]
+    # The admin user logs in and pushes.
+    assert_ok(skopeo.login(address, *admin), "admin login")
+    assert_ok(skopeo.push(f"{image}:1.0", address, at.ref("team/app:1.0"), admin), "admin push")
+    tags = skopeo.tags(address, at.ref("team/app"), admin)
+    assert_ok(tags, "admin list-tags")
+    assert json.loads(tags.stdout)["Tags"] == ["1.0"]
+    pushed = json.loads(skopeo.inspect(address, at.ref("team/app:1.0"), admin).stdout)["Digest"]
 
-        # AcrPull: pull, inspect and list work; every push is refused.
-        assert_ok(skopeo.pull(address, "team/app:1.0", f"oci:{tmp_path / 'pulled'}:1.0", creds_of(puller)),
-                  "AcrPull pull")
-        assert json.loads(skopeo.inspect(address, "team/app:1.0", creds_of(puller)).stdout)["Digest"] == pushed
-        assert json.loads(skopeo.tags(address, "team/app", creds_of(puller)).stdout)["Tags"] == ["1.0"]
-        assert_denied(skopeo.push(f"{image}:1.1", address, "team/app:1.1", creds_of(puller)), "AcrPull push")
-        assert_denied(skopeo.push(f"{image}:1.1", address, "team/new:1.0", creds_of(puller)),
-                      "AcrPull push to a new repository")
-        assert_denied(skopeo.delete(address, "team/app:1.0", creds_of(puller)), "AcrPull delete")
+    # AcrPull: pull, inspect and list work; every push is refused.
+    assert_ok(skopeo.pull(address, at.ref("team/app:1.0"), f"oci:{tmp_path / 'pulled'}:1.0", creds_of(puller)),
+              "AcrPull pull")
+    assert json.loads(skopeo.inspect(address, at.ref("team/app:1.0"), creds_of(puller)).stdout)["Digest"] == pushed
+    assert json.loads(skopeo.tags(address, at.ref("team/app"), creds_of(puller)).stdout)["Tags"] == ["1.0"]
+    assert_denied(skopeo.push(f"{image}:1.1", address, at.ref("team/app:1.1"), creds_of(puller)), "AcrPull push")
+    assert_denied(skopeo.push(f"{image}:1.1", address, at.ref("team/new:1.0"), creds_of(puller)),
+                  "AcrPull push to a new repository")
+    assert_denied(skopeo.delete(address, at.ref("team/app:1.0"), creds_of(puller)), "AcrPull delete")
 
-        # AcrPush (assigned on the resource group): push works.
-        assert_ok(skopeo.push(f"{image}:1.1", address, "team/app:1.1", creds_of(pusher)), "AcrPush push")
-        assert sorted(json.loads(skopeo.tags(address, "team/app", creds_of(pusher)).stdout)["Tags"]) == ["1.0", "1.1"]
-        assert_denied(skopeo.delete(address, "team/app:1.1", creds_of(pusher)), "AcrPush delete")
+    # AcrPush (assigned on the resource group): push works.
+    assert_ok(skopeo.push(f"{image}:1.1", address, at.ref("team/app:1.1"), creds_of(pusher)), "AcrPush push")
+    assert sorted(json.loads(skopeo.tags(address, at.ref("team/app"), creds_of(pusher)).stdout)["Tags"]) == [
+        "1.0", "1.1"]
+    assert_denied(skopeo.delete(address, at.ref("team/app:1.1"), creds_of(pusher)), "AcrPush delete")
 
-        # Reader (resource group) pulls and cannot push; AcrDelete deletes.
-        assert_ok(skopeo.pull(address, "team/app:1.1", f"oci:{tmp_path / 'pulled'}:1.1", creds_of(reader)),
-                  "Reader pull")
-        assert_denied(skopeo.push(f"{image}:1.0", address, "team/reader:1.0", creds_of(reader)), "Reader push")
-        assert_ok(skopeo.delete(address, "team/app:1.1", creds_of(deleter)), "AcrDelete delete")
-        assert json.loads(skopeo.tags(address, "team/app", admin).stdout)["Tags"] == ["1.0"]
+    # Reader (resource group) pulls and cannot push; AcrDelete deletes.
+    assert_ok(skopeo.pull(address, at.ref("team/app:1.1"), f"oci:{tmp_path / 'pulled'}:1.1", creds_of(reader)),
+              "Reader pull")
+    assert_denied(skopeo.push(f"{image}:1.0", address, at.ref("team/reader:1.0"), creds_of(reader)), "Reader push")
+    assert_ok(skopeo.delete(address, at.ref("team/app:1.1"), creds_of(deleter)), "AcrDelete delete")
+    assert json.loads(skopeo.tags(address, at.ref("team/app"), admin).stdout)["Tags"] == ["1.0"]
 
-        # No role: the login itself succeeds (the credentials are right), every action is refused.
-        assert_ok(skopeo.login(address, *creds_of(nobody)), "login without a role")
-        assert_denied(skopeo.pull(address, "team/app:1.0", f"oci:{tmp_path / 'nobody'}:1.0", creds_of(nobody)),
-                      "pull without a role")
-        # Wrong credentials: refused at login.
-        wrong = skopeo.login(address, puller["appId"], puller["password"] + "x")
-        assert wrong.returncode != 0 and "invalid username/password" in wrong.stderr.lower(), wrong.stderr
-        assert skopeo.login(address, name, "not-the-password").returncode != 0
+    # No role: the login itself succeeds (the credentials are right), every action is refused.
+    assert_ok(skopeo.login(address, *creds_of(nobody)), "login without a role")
+    assert_denied(skopeo.pull(address, at.ref("team/app:1.0"), f"oci:{tmp_path / 'nobody'}:1.0", creds_of(nobody)),
+                  "pull without a role")
+    # Wrong credentials: refused at login.
+    wrong = skopeo.login(address, puller["appId"], puller["password"] + "x")
+    assert wrong.returncode != 0 and "invalid username/password" in wrong.stderr.lower(), wrong.stderr
+    assert skopeo.login(address, name, "not-the-password").returncode != 0
 
-        # ACR's exchange, as az sends it: AAD token -> refresh token -> catalog token -> Distribution's catalog.
-        refresh = exchange(service, server, aad_token(service, puller))
-        assert refresh.status_code == 200, refresh.text
+    # ACR's exchange, as az sends it: AAD token -> refresh token -> access token for the service.
+    service_name = server if style == "host" else address
+    refresh = exchange(service, service_name, aad_token(service, puller))
+    assert refresh.status_code == 200, refresh.text
+    if style == "host":
         access = refresh_grant(service, server, refresh.json()["refresh_token"], "registry:catalog:*")
         assert access.status_code == 200, access.text
-        catalog = bearer_get(f"{running.url}/v2/_catalog?n=100", access.json()["access_token"], verify=service.ca)
+        catalog = proxy.session(service.ca).get(f"https://{server}/v2/_catalog?n=100", timeout=30,
+                                                headers={"Authorization": f"Bearer {access.json()['access_token']}"})
         assert catalog.status_code == 200 and catalog.json()["repositories"] == ["team/app"], catalog.text
-        # The refresh token is also a password for the null-GUID user (`docker login -u 0000… -p <token>`).
-        assert_ok(skopeo.pull(address, "team/app:1.0", f"oci:{tmp_path / 'refresh'}:1.0",
-                              (NULL_USERNAME, refresh.json()["refresh_token"])), "pull with a refresh token")
-        # ... and it never opens the registry itself: Distribution refuses it as an access token.
-        assert bearer_get(f"{running.url}/v2/", refresh.json()["refresh_token"], verify=service.ca).status_code == 401
+    # The refresh token is also a password for the null-GUID user (`docker login -u 0000… -p <token>`).
+    assert_ok(skopeo.pull(address, at.ref("team/app:1.0"), f"oci:{tmp_path / 'refresh'}:1.0",
+                          (NULL_USERNAME, refresh.json()["refresh_token"])), "pull with a refresh token")
+    # ... and it never opens the registry itself as a bearer token.
+    ping = proxy.session(service.ca).get(f"https://{server}/v2/", timeout=30,
+                                         headers={"Authorization": f"Bearer {refresh.json()['refresh_token']}"})
+    assert ping.status_code == 401
 
     if getattr(service, "azurite", None) is None:
-        # The data lives in the registry's own container (the local-folder backend's folder).
+        # The data lives in the registry's own container (the local-folder backend's folder), content-addressed.
         [container] = [c for c in storage_containers(service) if c.startswith(name.lower() + "-")]
-        assert (Path(service.data_dir) / "blobs" / container / "docker" / "registry" / "v2" / "repositories"
-                / "team" / "app").is_dir()
-    assert "error authorizing context: insufficient scope" in running.log()  # the refusals came from Distribution
+        layer = Path(service.data_dir) / "blobs" / container / "blobs" / "sha256" / pushed[7:9] / pushed[7:] / "data"
+        assert layer.is_file()
 
 
-def test_new_logins_stop_at_once_after_revocation(service, acr, auth, group, image, tmp_path):
+def test_new_logins_stop_at_once_after_revocation(service, acr, auth, group, image, proxy, tmp_path):
     """Regenerated password, disabled admin user, deleted assignment, deleted principal: the next login fails."""
     registry = create_registry(acr, group, admin_user_enabled=True)
     name, server = registry.name, registry.login_server
@@ -267,142 +298,72 @@ def test_new_logins_stop_at_once_after_revocation(service, acr, auth, group, ima
     pull_assignment = assign(service, auth, registry_scope(service, group, name), roles.ACR_PULL, puller)
     assign(service, auth, registry_scope(service, group, name), roles.ACR_PUSH, pusher)
 
-    skopeo = Skopeo(tmp_path / "skopeo", service.ca, tls=False)
-    with registry_process(service, name, server, tmp_path) as running:  # plain http on loopback: the default
-        address = running.address
-        assert_ok(skopeo.push(f"{image}:1.0", address, "team/app:1.0", (name, password)), "admin push")
-        refresh = exchange(service, server, aad_token(service, pusher)).json()["refresh_token"]
+    skopeo = skopeo_for(service, proxy, tmp_path / "skopeo")
+    address = server
+    assert_ok(skopeo.push(f"{image}:1.0", address, "team/app:1.0", (name, password)), "admin push")
+    refresh = exchange(service, server, aad_token(service, pusher)).json()["refresh_token"]
 
-        # `az acr credential renew` / regenerate_credential: the old password fails, the new one and password2 work.
-        renewed = acr.registries.regenerate_credential(group, name, RegenerateCredentialParameters(name="password"))
-        new_password = renewed.passwords[0].value
-        assert new_password != password
-        assert skopeo.login(address, name, password).returncode != 0
-        assert_refused(token_response(service, server, None, (name, password)), 401, "UNAUTHORIZED")
-        assert_ok(skopeo.login(address, name, new_password), "login with the new password")
-        assert_ok(skopeo.push(f"{image}:1.1", address, "team/app:1.1", (name, password2)), "push with password2")
+    # `az acr credential renew` / regenerate_credential: the old password fails, the new one and password2 work.
+    renewed = acr.registries.regenerate_credential(group, name, RegenerateCredentialParameters(name="password"))
+    new_password = renewed.passwords[0].value
+    assert new_password != password
+    assert skopeo.login(address, name, password).returncode != 0
+    assert_refused(token_response(service, server, None, (name, password)), 401, "UNAUTHORIZED")
+    assert_ok(skopeo.login(address, name, new_password), "login with the new password")
+    assert_ok(skopeo.push(f"{image}:1.1", address, "team/app:1.1", (name, password2)), "push with password2")
 
-        # Admin user disabled: both passwords fail.
-        acr.registries.begin_update(group, name, RegistryUpdateParameters(admin_user_enabled=False)).result()
-        assert skopeo.login(address, name, password2).returncode != 0
-        assert skopeo.login(address, name, new_password).returncode != 0
+    # Admin user disabled: both passwords fail.
+    acr.registries.begin_update(group, name, RegistryUpdateParameters(admin_user_enabled=False)).result()
+    assert skopeo.login(address, name, password2).returncode != 0
+    assert skopeo.login(address, name, new_password).returncode != 0
 
-        # Role assignment deleted: the principal still logs in, but its new tokens grant nothing.
-        assert_ok(skopeo.pull(address, "team/app:1.0", f"oci:{tmp_path / 'p'}:1.0", creds_of(puller)), "pull")
-        auth.role_assignments.delete(registry_scope(service, group, name), pull_assignment)
-        assert_denied(skopeo.pull(address, "team/app:1.0", f"oci:{tmp_path / 'p2'}:1.0", creds_of(puller)),
-                      "pull after the assignment was deleted")
-        assert granted(service, server, creds_of(puller), "repository:team/app:pull") == []
+    # Role assignment deleted: the principal still logs in, but its new tokens grant nothing.
+    assert_ok(skopeo.pull(address, "team/app:1.0", f"oci:{tmp_path / 'p'}:1.0", creds_of(puller)), "pull")
+    auth.role_assignments.delete(registry_scope(service, group, name), pull_assignment)
+    assert_denied(skopeo.pull(address, "team/app:1.0", f"oci:{tmp_path / 'p2'}:1.0", creds_of(puller)),
+                  "pull after the assignment was deleted")
+    assert granted(service, server, creds_of(puller), "repository:team/app:pull") == []
 
-        # Principal deleted: its secret and its refresh token stop working.
-        assert refresh_grant(service, server, refresh, "repository:team/app:pull").status_code == 200
-        service.cli("sp", "delete", "--id", pusher["appId"])
-        assert skopeo.login(address, *creds_of(pusher)).returncode != 0
-        assert_refused(refresh_grant(service, server, refresh, "repository:team/app:pull"), 401, "UNAUTHORIZED")
-        assert_refused(token_response(service, server, "repository:team/app:pull", (NULL_USERNAME, refresh)),
-                       401, "UNAUTHORIZED")
-
-
-def test_a_login_server_with_a_port_is_where_the_registry_listens(image, tmp_path, tmp_path_factory):
-    """Local use: CONTROL_PLANE_LOGIN_SERVER_SUFFIX=localhost:<port> makes `<name>.localhost:<port>` the login
-    server, `registry run NAME` listens on that port, and the token service finds the registry by that name."""
-    from azure.identity import ClientSecretCredential
-    from azure.mgmt.containerregistry import ContainerRegistryManagementClient
-    from azure.mgmt.resource.resources import ResourceManagementClient
-
-    port = servers.free_port()
-    local = servers.make_service(tmp_path_factory.mktemp("local-suffix"), None, "local",
-                                 {"CONTROL_PLANE_LOCATIONS": "eastus",
-                                  "CONTROL_PLANE_LOGIN_SERVER_SUFFIX": f"localhost:{port}"})
-    local.init = local.cli_json("init")
-    local.start(workers=1)
-    try:
-        credential = ClientSecretCredential(local.tenant_id, local.init["clientId"], local.init["clientSecret"],
-                                            authority=local.init["authority"], disable_instance_discovery=True,
-                                            connection_verify=local.ca)
-        ResourceManagementClient(credential, local.subscription_id, **client_kwargs(local)).resource_groups \
-            .create_or_update("rg1", {"location": "eastus"})
-        acr = ContainerRegistryManagementClient(credential, local.subscription_id, **client_kwargs(local))
-        registry = create_registry(acr, "rg1", "local", admin_user_enabled=True)
-        assert registry.login_server == f"{registry.name.lower()}.localhost:{port}"
-        admin = (registry.name, acr.registries.list_credentials("rg1", registry.name).passwords[0].value)
-        with registry_process(local, registry.name, registry.login_server, tmp_path, default_port=port) as running:
-            challenge = requests.get(f"{running.url}/v2/", timeout=30)
-            assert f'service="{registry.login_server}"' in challenge.headers["WWW-Authenticate"]
-            skopeo = Skopeo(tmp_path / "skopeo", local.ca, tls=False)
-            assert_ok(skopeo.push(f"{image}:1.0", running.address, "app:1.0", admin), "push")
-            assert json.loads(skopeo.tags(running.address, "app", admin).stdout)["Tags"] == ["1.0"]
-    finally:
-        local.stop()
-
-
-def test_tokens_are_bound_to_their_registry_and_expire(service, acr, group, dataplane_tools, tmp_path):
-    first = create_registry(acr, group, "dpa", admin_user_enabled=True)
-    second = create_registry(acr, group, "dpb", admin_user_enabled=True)
-    admin = (first.name, acr.registries.list_credentials(group, first.name).passwords[0].value)
-    tokens, db = in_process_tokens(service)
-    try:
-        with registry_process(service, first.name, first.login_server, tmp_path) as a, \
-                registry_process(service, second.name, second.login_server, tmp_path) as b:
-            token = token_response(service, first.login_server, "repository:team/app:pull", admin).json()["token"]
-            assert bearer_get(f"{a.url}/v2/", token).status_code == 200
-            # Audience: registry B refuses A's token, and A's refresh tokens are refused for B.
-            assert bearer_get(f"{b.url}/v2/", token).status_code == 401
-            assert bearer_get(f"{b.url}/v2/team/app/tags/list", token).status_code == 401
-
-            # Expired (beyond Distribution's 60 s leeway): refused, though signed by the right key.
-            expired = tokens.access_token(first.name, first.login_server,
-                                          [{"type": "repository", "name": "team/app", "actions": ["pull"]}],
-                                          now=time.time() - 3600).token
-            assert bearer_get(f"{a.url}/v2/", expired).status_code == 401
-            # Signed by a key outside the bundle: refused.
-            stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-            claims = jwt.decode(token, options={"verify_signature": False})
-            forged = jwt.encode(claims, stranger, algorithm="RS256",
-                                headers={"kid": certificates.libtrust_key_id(stranger.public_key())})
-            assert bearer_get(f"{a.url}/v2/", forged).status_code == 401
-            # Same key, claims tampered (aud swapped to B): the signature no longer matches.
-            header, _payload, signature = token.split(".")
-            swapped = base64.urlsafe_b64encode(json.dumps({**claims, "aud": second.login_server}).encode())
-            assert bearer_get(f"{b.url}/v2/", f"{header}.{swapped.decode().rstrip('=')}.{signature}"
-                              ).status_code == 401
-    finally:
-        db.dispose()
+    # Principal deleted: its secret and its refresh token stop working.
+    assert refresh_grant(service, server, refresh, "repository:team/app:pull").status_code == 200
+    service.cli("sp", "delete", "--id", pusher["appId"])
+    assert skopeo.login(address, *creds_of(pusher)).returncode != 0
+    assert_refused(refresh_grant(service, server, refresh, "repository:team/app:pull"), 401, "UNAUTHORIZED")
+    assert_refused(token_response(service, server, "repository:team/app:pull", (NULL_USERNAME, refresh)),
+                   401, "UNAUTHORIZED")
 
 
 # -- az: login with --expose-token, repository list ---------------------------------------------------------
 
 
 @pytest.mark.az
-def test_az_acr_login_expose_token_and_repository_list(service, acr, group, image, tmp_path):
-    """az reaches `https://<loginServer>/` through an HTTPS proxy that tunnels to the registry process (no DNS)."""
+def test_az_acr_login_expose_token_and_repository_list(service, acr, group, image, proxy, tmp_path):
+    """az reaches `https://<loginServer>/` through an HTTPS proxy that tunnels to the service (no DNS)."""
     registry = create_registry(acr, group, "dpaz", admin_user_enabled=True)
     name, server = registry.name, registry.login_server
     admin = (name, acr.registries.list_credentials(group, name).passwords[0].value)
-    skopeo = Skopeo(tmp_path / "skopeo", service.ca, tls=True)
-    with registry_process(service, name, server, tmp_path, tls=True) as running, \
-            ConnectProxy({server: running.port}) as proxy:
-        assert_ok(skopeo.push(f"{image}:1.0", running.address, "team/app:1.0", admin), "admin push")
-        cli = Az(tools.az_cli(), az_env(tmp_path / "az", service.ca, HTTPS_PROXY=f"http://127.0.0.1:{proxy.port}",
-                                        NO_PROXY="127.0.0.1,localhost"))
-        for variable in ("https_proxy", "no_proxy"):
-            cli.env.pop(variable, None)
-        register_cloud(cli, service.url, "DataPlane")
-        az_login(cli, service.init["clientId"], service.init["clientSecret"], service.tenant_id)
-        az = cli.run
+    skopeo = skopeo_for(service, proxy, tmp_path / "skopeo")
+    assert_ok(skopeo.push(f"{image}:1.0", server, "team/app:1.0", admin), "admin push")
+    cli = Az(tools.az_cli(), az_env(tmp_path / "az", service.ca, HTTPS_PROXY=proxy.url,
+                                    NO_PROXY="127.0.0.1"))
+    for variable in ("https_proxy", "no_proxy"):
+        cli.env.pop(variable, None)
+    register_cloud(cli, service.url, "DataPlane")
+    az_login(cli, service.init["clientId"], service.init["clientSecret"], service.tenant_id)
+    az = cli.run
 
-        login = az("acr", "login", "-n", name, "--expose-token")
-        assert_ok(login, "az acr login --expose-token")
-        exposed = json.loads(login.stdout)
-        assert exposed["loginServer"] == server and exposed["username"] == NULL_USERNAME
-        assert "admin" not in login.stderr.lower(), login.stderr  # the AAD path, not the admin-password fallback
-        # What az printed is a refresh token for this registry: it buys access tokens for the owner's rights.
-        assert granted(service, server, (NULL_USERNAME, exposed["accessToken"])) == ["pull", "push", "delete"]
+    login = az("acr", "login", "-n", name, "--expose-token")
+    assert_ok(login, "az acr login --expose-token")
+    exposed = json.loads(login.stdout)
+    assert exposed["loginServer"] == server and exposed["username"] == NULL_USERNAME
+    assert "admin" not in login.stderr.lower(), login.stderr  # the AAD path, not the admin-password fallback
+    # What az printed is a refresh token for this registry: it buys access tokens for the owner's rights.
+    assert granted(service, server, (NULL_USERNAME, exposed["accessToken"])) == ["pull", "push", "delete"]
 
-        listed = az("acr", "repository", "list", "-n", name)
-        assert_ok(listed, "az acr repository list")
-        assert json.loads(listed.stdout) == ["team/app"]
-        assert f"{server}:443" in proxy.tunnels  # (az's other tunnels, to Azure itself, were refused)
+    listed = az("acr", "repository", "list", "-n", name)
+    assert_ok(listed, "az acr repository list")
+    assert json.loads(listed.stdout) == ["team/app"]
+    assert server in proxy.tunnels  # (az's other tunnels, to Azure itself, were refused)
 
 
 # -- the token service: grants and refusals (no registry process needed) ---------------------------------------
@@ -533,78 +494,6 @@ def test_token_service_refuses_bad_input(service, acr, group):
         db.dispose()
 
 
-# -- generated configuration ------------------------------------------------------------------------------------
-
-
-def test_registry_config_prints_the_generated_distribution_configuration(service, acr, group, credential):
-    registry = create_registry(acr, group, "dpcfg")
-    result = service.cli("registry", "config", registry.name)
-    config = yaml.safe_load(result.stdout)
-    data_dir = Path(service.data_dir)
-    assert config["auth"]["token"] == {
-        "realm": f"{service.url}/oauth2/token", "service": registry.login_server, "issuer": service.url,
-        "rootcertbundle": str(data_dir / "dataplane" / "token-signing.pem")}
-    assert config["http"]["addr"] == "127.0.0.1:5000" and "tls" not in config["http"]
-    assert config["storage"]["delete"] == {"enabled": True}
-    [container] = [c for c in storage_containers(service) if c.startswith(registry.name.lower() + "-")]
-    azurite = getattr(service, "azurite", None)
-    if azurite is None:
-        assert config["storage"]["filesystem"] == {"rootdirectory": str(data_dir / "blobs" / container)}
-    else:
-        # eastus lives in the acreastus account (conftest); the upstream azure driver's settings for it.
-        assert config["storage"]["azure"] == {
-            "accountname": "acreastus", "accountkey": servers.AZURITE_KEY, "container": container,
-            "realm": "core.windows.net", "serviceurl": f"http://127.0.0.1:{azurite.port}/acreastus"}
-    written = data_dir / "dataplane" / "registries" / registry.name.lower() / "config.yml"
-    assert yaml.safe_load(written.read_text()) == config and written.stat().st_mode & 0o077 == 0
-
-    # The bundle: one self-signed certificate per signing key of the issuer's JWKS, the same bytes every time.
-    bundle_path = data_dir / "dataplane" / "token-signing.pem"
-    bundle = bundle_path.read_bytes()
-    moduli = {c.public_key().public_numbers().n for c in x509.load_pem_x509_certificates(bundle)}
-    jwks = requests.get(f"{service.url}/discovery/v2.0/keys", verify=service.ca, timeout=30).json()["keys"]
-    assert moduli == {int.from_bytes(base64.urlsafe_b64decode(k["n"] + "=="), "big") for k in jwks}
-    service.cli("registry", "config", registry.name, "--port", "5123", "--tls")
-    assert bundle_path.read_bytes() == bundle
-
-    tls_config = yaml.safe_load(written.read_text())
-    assert tls_config["http"]["addr"] == "127.0.0.1:5123"
-    certificate = x509.load_pem_x509_certificate(Path(tls_config["http"]["tls"]["certificate"]).read_bytes())
-    names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert registry.login_server in names.get_values_for_type(x509.DNSName)
-
-    missing = service.cli("registry", "config", "nosuchregistry1", check=False)
-    assert missing.returncode == 1 and "no registry named" in missing.stderr
-
-
-def test_azure_storage_driver_settings_from_connection_strings(tmp_path):
-    assert distribution.azure_driver(
-        "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=a2V5;EndpointSuffix=core.chinacloudapi.cn",
-        "reg-1") == {"accountname": "acct", "accountkey": "a2V5", "container": "reg-1",
-                     "realm": "core.chinacloudapi.cn"}
-    assert distribution.azure_driver("AccountName=acct;AccountKey=a2V5==", "reg-1")["accountkey"] == "a2V5=="
-    assert distribution.azure_driver("UseDevelopmentStorage=true", "c1") == {
-        "accountname": "devstoreaccount1", "accountkey": distribution.DEVELOPMENT_STORAGE["AccountKey"],
-        "container": "c1", "realm": "core.windows.net", "serviceurl": "http://127.0.0.1:10000/devstoreaccount1"}
-    assert distribution.azure_driver("DefaultEndpointsProtocol=http;AccountName=a;AccountKey=k", "c")[
-        "serviceurl"] == "http://a.blob.core.windows.net"
-    with pytest.raises(distribution.ConfigurationError, match="AccountKey"):
-        distribution.azure_driver("BlobEndpoint=https://a.blob.core.windows.net;SharedAccessSignature=sv=x", "c")
-
-    # A location-mapped storage setting picks the registry's location's account.
-    settings = Settings.from_env({"CONTROL_PLANE_DATA_DIR": str(tmp_path), "CONTROL_PLANE_LOCATIONS": "eastus,westus",
-                                  "CONTROL_PLANE_STORAGE": json.dumps({
-                                      "eastus": "AccountName=east;AccountKey=k1",
-                                      "westus": "AccountName=west;AccountKey=k2"})})
-
-    class Row:
-        name, name_key, location, container_name, id = "Reg12", "reg12", "westus", "reg12-abc", "x"
-
-    assert distribution.storage(settings, Row())["azure"]["accountname"] == "west"
-    assert distribution.storage(settings, Row(), tmp_path / "data")["filesystem"] == {
-        "rootdirectory": str(tmp_path / "data")}
-
-
 def test_scope_grammar_and_grants():
     parsed = scopes.parse(["repository:team/app:pull,push", "registry:catalog:* repository:a.b/c-d__e:pull"])
     assert [str(s) for s in parsed] == ["repository:team/app:pull,push", "registry:catalog:*",
@@ -617,7 +506,12 @@ def test_scope_grammar_and_grants():
     assert scopes.grant(scopes.parse_one("repository:a:pull,push,delete,*"), push)["actions"] == ["pull", "push"]
     assert scopes.grant(scopes.parse_one("repository:a:*"), frozenset(scopes.REPOSITORY_ACTIONS))["actions"] == ["*"]
     assert scopes.grant(scopes.parse_one("unknown:a:pull"), push)["actions"] == []
-    assert scopes.grant(scopes.parse_one("repository:a:metadata_read"), push)["actions"] == []
+    assert scopes.grant(scopes.parse_one("repository:a:metadata_read,metadata_write"), push)["actions"] == [
+        "metadata_read", "metadata_write"]
+    assert scopes.grant(scopes.parse_one("repository:a:metadata_read,metadata_write"),
+                        frozenset({"delete"}))["actions"] == []
     assert scopes.grant(scopes.parse_one("registry:catalog:*"), frozenset({"push"}))["actions"] == []
-    key_id = certificates.libtrust_key_id(rsa.generate_private_key(65537, 2048).public_key())
-    assert len(key_id) == 59 and key_id.count(":") == 11  # 12 groups of 4 base32 characters
+    access = [scopes.grant(scopes.parse_one("repository:a:*"), push)]
+    assert scopes.covers(access, "repository", "a", "pull") and not scopes.covers(access, "repository", "a", "delete")
+    assert scopes.covers([{"type": "repository", "name": "a", "actions": ["*"]}], "repository", "a", "metadata_write")
+    assert not scopes.covers(access, "repository", "b", "pull")

@@ -220,3 +220,77 @@ def test_serve_refuses_a_bad_slow_client_setting_cleanly(tmp_path):
     assert result.returncode == 2
     assert "CONTROL_PLANE_REQUEST_HEAD_TIMEOUT must be an integer" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# -- registry blob uploads: a time allowance in proportion to their size ---------------------------------------
+
+UPLOAD_RATE = 1024 * 1024  # the default CONTROL_PLANE_UPLOAD_MIN_BYTES_PER_SECOND
+PIECE = 64 * 1024
+
+
+def _registry_with_admin(svc, token: str) -> tuple[str, str]:
+    headers = {"Authorization": f"Bearer {token}"}
+    base = f"{svc.url}/subscriptions/{svc.subscription_id}/resourceGroups/rg-slow"
+    requests.put(f"{base}?api-version=2022-09-01", json={"location": "eastus"}, headers=headers, verify=svc.ca,
+                 timeout=30).raise_for_status()
+    name = f"slow{int(time.time() * 1000) % 10**9}"
+    url = f"{base}/providers/Microsoft.ContainerRegistry/registries/{name}"
+    requests.put(f"{url}?api-version=2023-07-01", headers=headers, verify=svc.ca, timeout=30, json={
+        "location": "eastus", "sku": {"name": "Standard"}, "properties": {"adminUserEnabled": True}},
+    ).raise_for_status()
+    deadline = time.monotonic() + 30
+    while requests.get(f"{url}?api-version=2023-07-01", headers=headers, verify=svc.ca, timeout=30).json()[
+            "properties"]["provisioningState"] != "Succeeded":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    password = requests.post(f"{url}/listCredentials?api-version=2023-07-01", headers=headers, verify=svc.ca,
+                             timeout=30).json()["passwords"][0]["value"]
+    return name, password
+
+
+def _paced(total: int, per_second: float, stall_after: int | None = None):
+    """`total` bytes in PIECE-sized pieces at `per_second`; with `stall_after`, a pause longer than any budget."""
+    sent = 0
+    while sent < total:
+        if stall_after is not None and sent >= stall_after:
+            time.sleep(3 * IO_TIMEOUT + 2)
+        piece = min(PIECE, total - sent)
+        yield b"u" * piece
+        sent += piece
+        time.sleep(piece / per_second)
+
+
+def _patch(svc, name: str, password: str, body, length: int | None) -> tuple[int | None, float]:
+    """PATCH a new upload session of `name` with `body`; (status or None when the connection was cut, seconds)."""
+    auth = requests.auth._basic_auth_str(name, password)
+    location = requests.post(f"{svc.url}/v2/{name}/slow/app/blobs/uploads/", headers={"Authorization": auth},
+                             verify=svc.ca, timeout=30).headers["Location"]
+    connection = http.client.HTTPSConnection("127.0.0.1", _port(svc), timeout=30,
+                                             context=ssl.create_default_context(cafile=svc.ca))
+    headers = {"Authorization": auth, "Content-Type": "application/octet-stream"}
+    if length is not None:
+        headers["Content-Length"] = str(length)
+    started = time.monotonic()
+    try:
+        connection.request("PATCH", location, body=body, headers=headers, encode_chunked=length is None)
+        status = connection.getresponse().status
+    except OSError:
+        status = None
+    finally:
+        connection.close()
+    return status, time.monotonic() - started
+
+
+def test_uploads_at_a_normal_speed_outlast_the_io_timeout_while_stalled_ones_are_cut(slow_service, token):
+    svc = slow_service
+    name, password = _registry_with_admin(svc, token)
+    size = 4 * UPLOAD_RATE  # ~2.7 s at 1.5 MiB/s: longer than IO_TIMEOUT, far inside IO_TIMEOUT + size/rate
+    status, took = _patch(svc, name, password, _paced(size, 1.5 * UPLOAD_RATE), size)
+    assert status == 202 and took > IO_TIMEOUT, (status, took)
+    status, took = _patch(svc, name, password, _paced(size, 1.5 * UPLOAD_RATE), None)  # chunked: no length
+    assert status == 202 and took > IO_TIMEOUT, (status, took)
+    # A stall after a good start (longer than the allowance): the server has cut the connection (or answered 408)
+    # by the time the client sends again.
+    for length in (size, None):
+        status, _ = _patch(svc, name, password, _paced(size, 1.5 * UPLOAD_RATE, stall_after=PIECE), length)
+        assert status in (408, None), status

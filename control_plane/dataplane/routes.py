@@ -1,7 +1,8 @@
 """The Docker token service: `/oauth2/token` (Docker's GET and OAuth2 POST forms) and ACR's `/oauth2/exchange`.
 
-Distribution's challenge sends clients here (`realm`) with `service` = the registry's login server. Errors carry
-both the Docker registry's `errors` list (what skopeo, docker and az print) and this service's `error` envelope.
+The data plane's challenge sends clients here (`realm`) with `service` = the registry's login server (host style) or
+the service's public host (path style). Errors carry both the Docker registry's `errors` list (what skopeo, docker
+and az print) and this service's `error` envelope.
 """
 
 from __future__ import annotations
@@ -41,6 +42,12 @@ def _basic_credentials() -> tuple[str, str] | None:
     return auth.username or "", auth.password or ""
 
 
+def _target(session, raw_service: str) -> service.Service:
+    ctx = app_context()
+    return service.resolve_service(session, raw_service, ctx.settings.login_server_suffix,
+                                   service.public_host(ctx.settings.public_url))
+
+
 @bp.route("/oauth2/token", methods=["GET"])
 def token_get():
     """Docker's token request: Basic credentials (or none), `service`, and any number of `scope` parameters."""
@@ -50,18 +57,19 @@ def token_get():
     credentials = _basic_credentials()
     tokens = _tokens()
     with ctx.db.session() as session:
-        registry = service.find_registry(session, raw_service, ctx.settings.login_server_suffix)
-        audience = service.canonical_service(registry, ctx.settings.login_server_suffix)
-        login = (service.anonymous(registry) if credentials is None else
-                 service.password_login(session, ctx.cipher, tokens, registry, audience, *credentials))
-    issued = service.access_token(tokens, login, audience, requested)
+        target = _target(session, raw_service)
+        login = (service.anonymous() if credentials is None else
+                 service.password_login(session, ctx.cipher, tokens, target, *credentials))
+        access = service.grants(session, login, target, requested)
+    issued = service.access_token(tokens, login, target.audience, access)
     return arm_json({"token": issued.token, "access_token": issued.token, "expires_in": issued.expires_in,
                      "issued_at": issued.issued_at}, 200, NO_STORE)
 
 
 @bp.route("/oauth2/token", methods=["POST"])
 def token_post():
-    """The OAuth2 form: `grant_type=password` (username, password) or `refresh_token`, with `service` and `scope`."""
+    """The OAuth2 form: `grant_type=password` (username, password; none at all is anonymous, as the SDK sends it
+    without a credential) or `refresh_token`, with `service` and `scope` (repeated or space-separated)."""
     ctx = app_context()
     form = request.form
     grant_type = service.required(form.get("grant_type"), "grant_type")
@@ -71,16 +79,22 @@ def token_post():
     requested = service.parse_scopes(form.getlist("scope"))
     tokens = _tokens()
     with ctx.db.session() as session:
-        registry = service.find_registry(session, raw_service, ctx.settings.login_server_suffix)
-        audience = service.canonical_service(registry, ctx.settings.login_server_suffix)
+        target = _target(session, raw_service)
         if grant_type == "password":
-            login = service.password_login(session, ctx.cipher, tokens, registry, audience,
-                                           service.required(form.get("username"), "username"),
-                                           service.required(form.get("password"), "password"))
+            username, password = form.get("username"), form.get("password")
+            if not username and not password and not form.get("refresh_token"):
+                credentials = _basic_credentials()
+                login = (service.anonymous() if credentials is None else
+                         service.password_login(session, ctx.cipher, tokens, target, *credentials))
+            else:
+                login = service.password_login(session, ctx.cipher, tokens, target,
+                                               service.required(username, "username"),
+                                               service.required(password, "password"))
         else:
-            login = service.refresh_token_login(session, tokens, registry, audience,
+            login = service.refresh_token_login(session, tokens, target,
                                                 service.required(form.get("refresh_token"), "refresh_token"))
-    issued = service.access_token(tokens, login, audience, requested)
+        access = service.grants(session, login, target, requested)
+    issued = service.access_token(tokens, login, target.audience, access)
     return _oauth_response(issued, " ".join(str(s) for s in requested))
 
 
@@ -100,8 +114,7 @@ def exchange():
     raw_service = service.required(form.get("service"), "service")
     aad_token = service.required(form.get("access_token"), "access_token")
     with ctx.db.session() as session:
-        registry = service.find_registry(session, raw_service, ctx.settings.login_server_suffix)
-        audience = service.canonical_service(registry, ctx.settings.login_server_suffix)
-        refresh_token = service.exchange(session, ctx.issuer, _tokens(), registry, audience, aad_token,
+        target = _target(session, raw_service)
+        refresh_token = service.exchange(session, ctx.issuer, _tokens(), target, aad_token,
                                          form.get("tenant"), ctx.settings.arm_audiences)
     return arm_json({"refresh_token": refresh_token}, 200, NO_STORE)

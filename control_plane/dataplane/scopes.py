@@ -11,8 +11,16 @@ import re
 from dataclasses import dataclass
 
 PULL, PUSH, DELETE = "pull", "push", "delete"
+METADATA_READ, METADATA_WRITE = "metadata_read", "metadata_write"
 ALL = "*"
-REPOSITORY_ACTIONS = (PULL, PUSH, DELETE)
+# A caller's rights on a registry (what its roles or the admin user give): a subset of these three.
+RIGHTS = (PULL, PUSH, DELETE)
+# Token actions on a repository, and the right each needs (ACR: metadata/read comes with pull, metadata/write with
+# push). The catalog (`registry:catalog:*`) comes with pull.
+REPOSITORY_ACTIONS = (PULL, PUSH, DELETE, METADATA_READ, METADATA_WRITE)
+NEEDED_RIGHT = {PULL: PULL, METADATA_READ: PULL, PUSH: PUSH, METADATA_WRITE: PUSH, DELETE: DELETE}
+REPOSITORY_TYPES = ("repository", "repository(plugin)")
+CATALOG = "catalog"
 
 RESOURCE_TYPE = re.compile(r"^[a-z0-9]+(?:\([a-z0-9]+\))?$")
 ACTION = re.compile(r"^(?:[a-z_]+|\*)$")
@@ -63,20 +71,39 @@ def parse_one(text: str) -> Scope:
     return Scope(resource_type, name, tuple(dict.fromkeys(action_list)))
 
 
-def grant(scope: Scope, rights: frozenset[str]) -> dict:
+def allowed_actions(scope_type: str, name: str, rights: frozenset[str]) -> tuple[str, ...]:
+    """Every action a caller with these rights may take on (scope_type, name), `*` when it may take all."""
+    if scope_type in REPOSITORY_TYPES:
+        held = tuple(a for a in REPOSITORY_ACTIONS if NEEDED_RIGHT[a] in rights)
+        return (ALL, *held) if rights >= set(RIGHTS) else held
+    if scope_type == "registry" and name == CATALOG and PULL in rights:
+        return (ALL,)
+    return ()
+
+
+def grant(scope: Scope, rights: frozenset[str], name: str | None = None) -> dict:
     """The token's `access` entry for one requested scope: the requested actions the rights allow (maybe none).
 
     `rights` is a subset of pull/push/delete on the registry. `*` is granted only to whoever holds all three, and
     otherwise narrows to what they do hold; the catalog (`registry:catalog:*`) is open to whoever may pull.
+    `name` is the name the rights are looked up under when it differs from the scope's (path style: the scope's
+    name without its registry segment).
     """
+    allowed = allowed_actions(scope.type, scope.name if name is None else name, rights)
     granted: list[str] = []
-    if scope.type in ("repository", "repository(plugin)"):
-        for action in scope.actions:
-            if action == ALL:
-                granted += [ALL] if rights >= set(REPOSITORY_ACTIONS) else [a for a in REPOSITORY_ACTIONS
-                                                                            if a in rights]
-            elif action in REPOSITORY_ACTIONS and action in rights:
-                granted.append(action)
-    elif scope.type == "registry" and scope.name == "catalog" and PULL in rights:
-        granted = [a for a in scope.actions if a == ALL]
+    for action in scope.actions:
+        if action == ALL and scope.type in REPOSITORY_TYPES and ALL not in allowed:
+            granted += [a for a in allowed if a in RIGHTS]
+        elif action in allowed:
+            granted.append(action)
     return {"type": scope.type, "name": scope.name, "actions": list(dict.fromkeys(granted))}
+
+
+def covers(access: list[dict], scope_type: str, name: str, action: str) -> bool:
+    """Whether a verified token's `access` list grants `action` on (scope_type, name)."""
+    for entry in access:
+        if entry.get("type") == scope_type and entry.get("name") == name:
+            actions = entry.get("actions") or ()
+            if action in actions or ALL in actions:
+                return True
+    return False

@@ -1,24 +1,29 @@
-"""Who may log in to a registry and what they get: the decisions behind `/oauth2/token` and `/oauth2/exchange`.
+"""Who may log in to a registry and what they get: the decisions behind `/oauth2/token`, `/oauth2/exchange` and
+HTTP Basic on the data plane itself (control_plane/oci/auth.py).
 
 Every login is decided afresh from the database — admin passwords, role assignments, principals — so regenerating a
 password, disabling the admin user, or deleting an assignment or a principal stops new tokens at once (tokens
-already issued run out within the access-token lifetime: Distribution only checks signatures).
+already issued run out within the access-token lifetime).
 
-* the admin user (the registry name, `password` or `password2`) when `adminUserEnabled`: pull, push and delete;
+* the admin user (the registry name, `password` or `password2`) when `adminUserEnabled`: pull, push and delete on
+  that registry;
 * a service principal (appId + client secret, or a refresh token from the exchange): what its role assignments at
   the registry or any parent scope allow — the `registries/pull/read`, `push/write` and `artifacts/delete`
   actions, which AcrPull, AcrPush, AcrDelete, Reader, Contributor and Owner grant as Azure's roles do;
 * nobody (no credentials): pull when `anonymousPullEnabled`, else nothing.
 
-A login with rights gets a token listing the requested actions it holds; one without any gets a token with an empty
-access list (the registry then answers `insufficient_scope`), as the Docker token specification says. Wrong
-credentials get 401.
+A `service` is either a registry's login server (host style: every scope names a repository of that registry) or
+the service's own public host (path style: a scope's name starts with the registry's name, `myreg/team/app`, so one
+token may cover several registries; rights are decided per scope). A login with rights gets a token listing the
+requested actions it holds; one without any gets a token with an empty access list (the registry then answers
+`insufficient_scope`), as the Docker token specification says. Wrong credentials get 401.
 """
 
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -40,8 +45,8 @@ REFRESH_TOKEN_USERNAME = "00000000-0000-0000-0000-000000000000"
 # The audience `az acr login` asks Entra for (any cloud); ARM tokens are accepted too, as ACR does.
 ACR_AUDIENCE = "https://containerregistry.azure.net"
 
-RIGHTS = ((scopes.PULL, actions.PULL), (scopes.PUSH, actions.PUSH), (scopes.DELETE, actions.ARTIFACTS_DELETE))
-ALL_RIGHTS = frozenset(scopes.REPOSITORY_ACTIONS)
+ROLE_ACTIONS = ((scopes.PULL, actions.PULL), (scopes.PUSH, actions.PUSH), (scopes.DELETE, actions.ARTIFACTS_DELETE))
+ALL_RIGHTS = frozenset(scopes.RIGHTS)
 MAX_SERVICE_LENGTH = 300
 
 
@@ -76,10 +81,53 @@ class UnknownRegistry(TokenServiceError):
 
 @dataclass(frozen=True)
 class Login:
-    """Who logged in (the token's `sub`) and their rights on the registry: a subset of pull, push, delete."""
+    """Who logged in (the token's `sub`) and how to tell their rights on a registry.
+
+    `admin_of`: the registry id whose admin user this is (all rights there, none elsewhere); `principal`: the
+    service principal's (object id, tenant id), whose role assignments decide; neither: anonymous.
+    """
 
     subject: str
-    rights: frozenset[str]
+    admin_of: str | None = None
+    principal: tuple[str, str] | None = None
+    _cache: dict[str, frozenset[str]] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def anonymous(self) -> bool:
+        return self.admin_of is None and self.principal is None
+
+    def rights(self, session: Session, registry: Registry) -> frozenset[str]:
+        """A subset of pull, push, delete on the registry (decided once per registry per login)."""
+        known = self._cache.get(registry.id)
+        if known is None:
+            if self.admin_of is not None:
+                known = ALL_RIGHTS if registry.id == self.admin_of else frozenset()
+            elif self.principal is not None:
+                known = principal_rights(session, registry, *self.principal)
+            else:
+                known = frozenset({scopes.PULL}) if registry.properties.get("anonymousPullEnabled") else frozenset()
+            self._cache[registry.id] = known
+        return known
+
+
+ANONYMOUS_SUBJECT = ""
+
+
+def anonymous() -> Login:
+    return Login(ANONYMOUS_SUBJECT)
+
+
+@dataclass(frozen=True)
+class Service:
+    """What a token request's `service` names: one registry (its login server), or the path-style public host."""
+
+    audience: str
+    registry: Registry | None  # None: path style
+
+
+def public_host(public_url: str) -> str:
+    """The path-style `service`: the public URL's host[:port], what the data plane's own-host challenges name."""
+    return urlsplit(public_url).netloc.lower()
 
 
 def required(value: str | None, name: str) -> str:
@@ -95,15 +143,25 @@ def parse_scopes(values: list[str]) -> list[scopes.Scope]:
         raise InvalidScope(str(exc)) from None
 
 
-def find_registry(session: Session, service: str, suffix: str) -> Registry:
-    """The registry whose login server is `service` (the name Distribution puts in its challenge)."""
+def registry_by_name(session: Session, name: str) -> Registry | None:
+    """A registry that can be used (any case), None when there is none or it is being deleted."""
+    key = name.lower()
+    if not key.isalnum() or not key.isascii() or len(key) > 50:
+        return None
+    registry = session.scalar(sa.select(Registry).where(Registry.name_key == key))
+    return None if registry is None or registry.provisioning_state == DELETING else registry
+
+
+def resolve_service(session: Session, service: str, suffix: str, public_host: str) -> Service:
+    """The login server or the public host `service` names (any case); 404 for anything else."""
     key, tail = service.strip().lower(), "." + suffix.lower()
+    if key == public_host.lower():
+        return Service(public_host.lower(), None)
     name = key[: -len(tail)] if key.endswith(tail) and len(key) <= MAX_SERVICE_LENGTH else ""
-    registry = (session.scalar(sa.select(Registry).where(Registry.name_key == name))
-                if name.isalnum() and name.isascii() else None)
-    if registry is None or registry.provisioning_state == DELETING:
+    registry = registry_by_name(session, name) if name else None
+    if registry is None:
         raise UnknownRegistry(f"The service '{service[:100]}' is not the login server of any registry.")
-    return registry
+    return Service(login_server(registry, suffix), registry)
 
 
 def _tenant_of(session: Session, registry: Registry) -> str:
@@ -115,55 +173,81 @@ def principal_rights(session: Session, registry: Registry, object_id: str, tenan
     if tenant_id != _tenant_of(session, registry):
         return frozenset()
     permissions = policy.permissions_of(session, object_id, tenant_id)
-    return frozenset(right for right, action in RIGHTS if permissions.allows(action.name, registry.arm_id))
+    return frozenset(right for right, action in ROLE_ACTIONS if permissions.allows(action.name, registry.arm_id))
 
 
-def anonymous(registry: Registry) -> Login:
-    return Login("", frozenset({scopes.PULL}) if registry.properties.get("anonymousPullEnabled") else frozenset())
-
-
-def password_login(session: Session, cipher: Cipher, tokens: RegistryTokens, registry: Registry, service: str,
+def password_login(session: Session, cipher: Cipher, tokens: RegistryTokens, target: Service,
                    username: str, password: str) -> Login:
-    """Basic credentials: the admin user, a service principal's appId and secret, or the refresh-token username."""
+    """Basic credentials: the admin user, a service principal's appId and secret, or the refresh-token username.
+
+    Host style checks them against the registry; path style (no registry) finds the admin user's registry by the
+    username and the principal's tenant by its appId.
+    """
     if not username or not password:
         raise Unauthorized("Both a username and a password are required.")
     if username == REFRESH_TOKEN_USERNAME:
-        return refresh_token_login(session, tokens, registry, service, password)
-    if username.lower() == registry.name_key:
-        if registry.properties.get("adminUserEnabled") and any(
-                hmac.compare_digest(password.encode(), cipher.decrypt(stored).encode())
-                for stored in (registry.admin_password_1, registry.admin_password_2)):
-            return Login(registry.name, ALL_RIGHTS)
-        raise Unauthorized("Invalid username or password.")
+        return refresh_token_login(session, tokens, target, password)
     if identity.is_guid(username.lower()):
-        tenant_id = _tenant_of(session, registry)
+        tenant_id = (_tenant_of(session, target.registry) if target.registry is not None
+                     else session.scalar(sa.select(ServicePrincipal.tenant_id)
+                                         .where(ServicePrincipal.app_id == username.lower())))
+        if tenant_id is None:
+            raise Unauthorized("Invalid username or password.")
         try:
             principal = identity.authenticate_client(session, tenant_id, username.lower(), password)
         except OAuthError:
             raise Unauthorized("Invalid username or password.") from None
-        return Login(principal.app_id, principal_rights(session, registry, principal.object_id, tenant_id))
+        return Login(principal.app_id, principal=(principal.object_id, tenant_id))
+    registry = target.registry
+    if registry is None:
+        registry = registry_by_name(session, username)
+    if registry is not None and username.lower() == registry.name_key and \
+            registry.properties.get("adminUserEnabled") and any(
+            hmac.compare_digest(password.encode(), cipher.decrypt(stored).encode())
+            for stored in (registry.admin_password_1, registry.admin_password_2)):
+        return Login(registry.name, admin_of=registry.id)
     raise Unauthorized("Invalid username or password.")
 
 
-def refresh_token_login(session: Session, tokens: RegistryTokens, registry: Registry, service: str,
-                        refresh_token: str) -> Login:
+def refresh_token_login(session: Session, tokens: RegistryTokens, target: Service, refresh_token: str) -> Login:
     try:
-        caller = tokens.read_refresh_token(refresh_token, service)
+        caller = tokens.read_refresh_token(refresh_token, target.audience)
     except InvalidToken as exc:
         raise Unauthorized(f"The refresh token is invalid. {exc}") from None
     principal = session.get(ServicePrincipal, caller.object_id)
     if principal is None:
         raise Unauthorized("The refresh token belongs to a principal that no longer exists.")
-    return Login(principal.app_id, principal_rights(session, registry, principal.object_id, principal.tenant_id))
+    return Login(principal.app_id, principal=(principal.object_id, principal.tenant_id))
 
 
-def access_token(tokens: RegistryTokens, login: Login, service: str, requested: list[scopes.Scope]) -> AccessToken:
-    return tokens.access_token(login.subject, service, [scopes.grant(s, login.rights) for s in requested])
+def split_path_style(name: str) -> tuple[str, str] | None:
+    """`myreg/team/app` -> ("myreg", "team/app"); None when the name has no repository after the registry."""
+    registry, sep, repository = name.partition("/")
+    return (registry, repository) if sep and registry and repository else None
 
 
-def exchange(session: Session, issuer: TokenIssuer, tokens: RegistryTokens, registry: Registry, service: str,
+def grants(session: Session, login: Login, target: Service, requested: list[scopes.Scope]) -> list[dict]:
+    """The token's `access` list: for each requested scope, the actions the login's rights on its registry allow."""
+    access = []
+    for scope in requested:
+        if target.registry is not None:
+            access.append(scopes.grant(scope, login.rights(session, target.registry)))
+            continue
+        # Path style: the registry is the scope name's first segment; the catalog has no registry to name.
+        parts = split_path_style(scope.name) if scope.type in scopes.REPOSITORY_TYPES else None
+        registry = registry_by_name(session, parts[0]) if parts else None
+        rights = login.rights(session, registry) if registry is not None else frozenset()
+        access.append(scopes.grant(scope, rights, parts[1] if parts else None))
+    return access
+
+
+def access_token(tokens: RegistryTokens, login: Login, audience: str, access: list[dict]) -> AccessToken:
+    return tokens.access_token(login.subject, audience, access)
+
+
+def exchange(session: Session, issuer: TokenIssuer, tokens: RegistryTokens, target: Service,
              aad_token: str, tenant: str | None, audiences: tuple[str, ...]) -> str:
-    """ACR's exchange: an Entra (here: the issuer's) access token for a refresh token bound to one registry."""
+    """ACR's exchange: an Entra (here: the issuer's) access token for a refresh token bound to one service."""
     try:
         caller = issuer.validate(aad_token, (ACR_AUDIENCE, *audiences))
     except InvalidToken as exc:
@@ -172,9 +256,4 @@ def exchange(session: Session, issuer: TokenIssuer, tokens: RegistryTokens, regi
         raise Unauthorized("The access token was issued by another tenant than the one named.")
     if identity.principal_by_object_id(session, caller.object_id) is None:
         raise Unauthorized("The access token belongs to a principal that no longer exists.")
-    return tokens.refresh_token(caller, service)
-
-
-def canonical_service(registry: Registry, suffix: str) -> str:
-    """The login server as ARM shows it: the `aud` of every token for this registry, whatever case was asked."""
-    return login_server(registry, suffix)
+    return tokens.refresh_token(caller, target.audience)

@@ -1,8 +1,8 @@
-"""The data-plane tools the tests drive: `control-plane registry run`, skopeo, umoci, and a CONNECT proxy for az.
+"""The data-plane tools the tests drive against `control-plane serve`'s built-in login server: skopeo (images built
+with umoci), a CONNECT proxy that reaches host-style login servers (`<name>.localhost:<port>`) without DNS, and
+`requests` sessions going through it.
 
-Each registry process is started by a test and stopped (SIGTERM, which must end it with exit code 0) by the same
-test. Debian's docker-registry, skopeo and umoci are needed: `apt-get install -y --no-install-recommends
-docker-registry skopeo umoci`.
+skopeo and umoci are needed (`apt-get install -y --no-install-recommends skopeo umoci`).
 """
 
 from __future__ import annotations
@@ -13,15 +13,13 @@ import shutil
 import socket
 import socketserver
 import subprocess
-import sys
 import threading
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support import servers
+import requests
 
-TOOLS = ("docker-registry", "skopeo", "umoci")
+TOOLS = ("skopeo", "umoci")
 TOOL_TIMEOUT = 120
 
 
@@ -30,64 +28,17 @@ def missing_tools() -> list[str]:
 
 
 @dataclass
-class RunningRegistry:
-    name: str
-    login_server: str
-    port: int
-    process: subprocess.Popen
-    log_path: Path
-    tls: bool
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"{'https' if self.tls else 'http'}://{self.address}"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-
-@contextmanager
-def registry_process(service, name: str, login_server: str, workdir: Path, tls: bool = False,
-                     default_port: int | None = None):
-    """`control-plane registry run NAME --port P` in its own process group; stopped with SIGTERM on exit.
-
-    With `default_port`, no --port is passed: the registry must pick that port itself (from its login server).
-    The environment carries REGISTRY_AUTH_FILE, as a skopeo user's shell does: `registry run` must keep it (and
-    every other REGISTRY_* variable) away from Distribution. With Azurite storage the data goes to a folder, since
-    Debian's Distribution has no azure driver (the generated azure settings are checked separately).
-    """
-    port = default_port or servers.free_port()
-    args = [sys.executable, "-m", "control_plane.cli", "registry", "run", name]
-    if default_port is None:
-        args += ["--port", str(port)]
-    if tls:
-        args.append("--tls")
-    if getattr(service, "azurite", None) is not None:
-        args += ["--storage-dir", str(workdir / f"{name}-storage")]
-    log_path = workdir / f"registry-{name}-{port}.log"
-    env = dict(service.env, REGISTRY_AUTH_FILE=str(workdir / "auth.json"))
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    running = RunningRegistry(name, login_server, port, process, log_path, tls)
-    try:
-        servers.wait_for_port(port, timeout=60, process=process)
-        yield running
-    finally:
-        servers.stop(process)
-    assert process.returncode == 0, f"registry run exited {process.returncode} on SIGTERM:\n{running.log()[-3000:]}"
-
-
-@dataclass
 class Skopeo:
-    """skopeo with an isolated auth file; TLS checked against the service's CA (registry and token realm)."""
+    """skopeo with an isolated auth file; TLS checked against the service's CA (registry and token realm).
+
+    With `proxy_port`, every HTTPS connection goes through that CONNECT proxy (ConnectProxy), which is how a
+    host-style address (`<name>.localhost:<port>`) reaches the service; loopback addresses bypass it.
+    """
 
     workdir: Path
     ca_file: str
     tls: bool = True
+    proxy_port: int | None = None
     env: dict = field(init=False)
     cert_dir: Path = field(init=False)
 
@@ -96,7 +47,10 @@ class Skopeo:
         self.cert_dir.mkdir(parents=True, exist_ok=True)
         shutil.copy(self.ca_file, self.cert_dir / "ca.crt")
         self.authfile = self.workdir / "skopeo-auth.json"
-        self.env = dict(os.environ, REGISTRY_AUTH_FILE=str(self.authfile))
+        self.env = {k: v for k, v in os.environ.items() if k.lower() not in ("https_proxy", "http_proxy", "no_proxy")}
+        self.env["REGISTRY_AUTH_FILE"] = str(self.authfile)
+        if self.proxy_port is not None:
+            self.env.update(HTTPS_PROXY=f"http://127.0.0.1:{self.proxy_port}", NO_PROXY="127.0.0.1")
 
     def run(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run(["skopeo", *args], env=self.env, capture_output=True, text=True, timeout=TOOL_TIMEOUT,
@@ -148,11 +102,14 @@ def build_image(layout: Path, tags: list[str], workdir: Path) -> str:
 
 
 class ConnectProxy:
-    """An HTTPS proxy (CONNECT only) that sends every tunnel for `host` to a local port: how az, which always uses
-    `https://<loginServer>/` on port 443, reaches a registry on 127.0.0.1 without DNS or hosts-file changes."""
+    """An HTTPS proxy (CONNECT only) that sends every tunnel for a host to a local port: how az (which always uses
+    `https://<loginServer>/`), skopeo and requests reach `<name>.localhost:<port>` on 127.0.0.1 without DNS or
+    hosts-file changes. `routes` maps exact host names; `suffixes` maps a host-name suffix (`.localhost`) to the
+    port every host ending with it goes to."""
 
-    def __init__(self, routes: dict[str, int]):
-        self.routes = routes
+    def __init__(self, routes: dict[str, int] | None = None, suffixes: dict[str, int] | None = None):
+        self.routes = dict(routes or {})
+        self.suffixes = dict(suffixes or {})
         self.tunnels: list[str] = []
         proxy = self
 
@@ -163,12 +120,13 @@ class ConnectProxy:
                     pass
                 method, _, rest = request_line.partition(" ")
                 target = rest.split(" ")[0]
-                host = target.rsplit(":", 1)[0]
+                host = target.rsplit(":", 1)[0].lower()
                 proxy.tunnels.append(target)
-                if method != "CONNECT" or host not in proxy.routes:
+                port = proxy.port_for(host)
+                if method != "CONNECT" or port is None:
                     self.wfile.write(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
                     return
-                upstream = socket.create_connection(("127.0.0.1", proxy.routes[host]), timeout=30)
+                upstream = socket.create_connection(("127.0.0.1", port), timeout=30)
                 self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
                 self.wfile.flush()
                 _pipe(self.connection, upstream)
@@ -177,6 +135,23 @@ class ConnectProxy:
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def port_for(self, host: str) -> int | None:
+        if host in self.routes:
+            return self.routes[host]
+        return next((port for suffix, port in self.suffixes.items() if host.endswith(suffix)), None)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def session(self, ca_file: str) -> requests.Session:
+        """A requests session whose https requests go through this proxy, checked against `ca_file`."""
+        session = requests.Session()
+        session.trust_env = False  # neither REQUESTS_CA_BUNDLE nor the machine's proxy settings
+        session.proxies = {"https": self.url}
+        session.verify = ca_file
+        return session
 
     def __enter__(self) -> ConnectProxy:
         self._thread.start()
