@@ -201,13 +201,16 @@ def _basic_rights(target: RegistryTarget, username: str, password: str) -> tuple
         return login.subject, (login.rights(session, registry) if registry is not None else frozenset())
 
 
-def authorize(target: RegistryTarget, scope_type: str, name: str, actions: tuple[str, ...]) -> Caller:
+def authorize(target: RegistryTarget, scope_type: str, name: str, actions: tuple[str, ...],
+              also_challenge: tuple[str, ...] = ()) -> Caller:
     """The caller, if its credentials allow every one of `actions` on (scope_type, name); else OciUnauthorized.
 
-    `name` is the repository inside the target's registry (or `catalog` for the registry scope).
+    `name` is the repository inside the target's registry (or `catalog` for the registry scope). `also_challenge`
+    adds scopes to the challenge that the request could use but does not need (a mount's source repository), so a
+    client doing the token dance asks for them too, as Distribution's challenge makes it.
     """
     scope_name = target.scope_name(scope_type, name)
-    scope = f"{scope_type}:{scope_name}:{','.join(actions)}"
+    scope = " ".join((f"{scope_type}:{scope_name}:{','.join(actions)}", *also_challenge))
     detail = [{"Type": scope_type, "Name": scope_name, "Action": action} for action in actions]
     credentials = _credentials()
     if credentials is None:

@@ -25,6 +25,7 @@ from control_plane.content.errors import (
     NameInvalid,
     PaginationNumberInvalid,
     RangeInvalid,
+    TagInvalid,
 )
 from control_plane.content.service import BlobLocation, RequestInfo
 from control_plane.context import app_context
@@ -78,7 +79,22 @@ def v2(rest: str) -> Response:
             if handler is None:
                 raise _unsupported()
             return handler(name, **params)
+    _refuse_slashed_reference(rest)
     raise OciError(404, "NAME_UNKNOWN", "No registry route matches this path.", {"path": request.path[:300]})
+
+
+_SLASHED_REFERENCE = re.compile(r"^.+?/(?P<kind>blobs|manifests)/(?P<reference>.+/.*)$")
+
+
+def _refuse_slashed_reference(rest: str) -> None:
+    """A digest or tag with a '/' in it (`sha256:..%2F..%2Fetc`, decoded before routing) is an invalid reference,
+    not an unknown route: 400 DIGEST_INVALID or TAG_INVALID, as for any other malformed one."""
+    match = _SLASHED_REFERENCE.match(rest)
+    if match is None or match["reference"].startswith("uploads/"):
+        return
+    if match["kind"] == "blobs" or ":" in match["reference"]:
+        raise DigestInvalid("invalid digest", detail={"digest": match["reference"][:200]})
+    raise TagInvalid("invalid tag", detail={"tag": match["reference"][:200]})
 
 
 def _unsupported() -> OciError:
@@ -191,9 +207,11 @@ def _blob_created(name: str, digest: str) -> Response:
 
 
 def _uploads_post(name: str) -> Response:
-    target, repository, _ = _begin(name, PUSH)
-    service = content()
     mount, source = request.args.get("mount"), request.args.get("from")
+    target, repository = resolve(name)
+    _remember(auth.authorize(target, "repository", repository, PUSH,
+                             also_challenge=_mount_source_scope(source) if mount else ()))
+    service = content()
     if mount and source:
         info = _try_mount(target, repository, mount, source)
         if info is not None:
@@ -204,6 +222,19 @@ def _uploads_post(name: str) -> Response:
         return _blob_created(name, info.digest)
     state = service.start_upload(target.registry, repository)
     return _empty(202, _upload_headers(name, state.id, state.size))
+
+
+def _mount_source_scope(source: str | None) -> tuple[str, ...]:
+    """The pull scope on a mount's source repository, for the challenge (none when the name is not valid).
+
+    `from` names the repository as scopes do in either style (path style: `<registry>/<repository>`)."""
+    if not source:
+        return ()
+    try:
+        names.repository(source)
+    except NameInvalid:
+        return ()
+    return (f"repository:{source}:pull",)
 
 
 def _try_mount(target: RegistryTarget, repository: str, digest: str, source: str):
