@@ -102,3 +102,13 @@ def retry_later(session: Session, operation_id: str, owner: str, delay_seconds: 
         .values(lease_owner=None, lease_expires_at=None, not_before=utcnow() + timedelta(seconds=delay_seconds))
         .execution_options(synchronize_session=False)
     )
+
+
+def renew_lease(session: Session, operation_id: str, owner: str, lease_seconds: int) -> bool:
+    """Extends a lease its holder still has: work longer than one lease (a template deployment) keeps it."""
+    return bool(session.execute(
+        sa.update(Operation)
+        .where(Operation.id == operation_id, Operation.lease_owner == owner)
+        .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+        .execution_options(synchronize_session=False)
+    ).rowcount)
