@@ -1,5 +1,5 @@
-"""The `control-plane` command: serve, worker, init, tenant create, subscription create, sp create, db upgrade,
-keys rotate|list|rotate-encryption, registry config|run."""
+"""The `control-plane` command: serve, worker, init, tenant create, subscription create, sp create, user, group,
+db upgrade, keys rotate|list|rotate-encryption, doctor."""
 
 from __future__ import annotations
 
@@ -32,9 +32,9 @@ def _prepare(settings: Settings) -> None:
     finally:
         db.dispose()
     if settings.tls == "auto" and settings.tls_cert_file is None:
-        from control_plane.tls import ensure_local_ca
+        from control_plane.tls import ensure_local_ca, login_server_names
 
-        ensure_local_ca(settings.data_dir / "tls")
+        ensure_local_ca(settings.data_dir / "tls", login_server_names(settings.login_server_suffix))
 
 
 def _print_json(value: dict) -> None:
@@ -131,6 +131,43 @@ def cmd_sp_delete(settings: Settings, args: argparse.Namespace) -> int:
     from control_plane import bootstrap
 
     return _with_session(settings, lambda s: bootstrap.delete_service_principal(s, args.id))
+
+
+def _in_init_tenant(settings: Settings, action) -> int:
+    """Runs a `user`/`group` command on the tenant `init` made, as `sp` commands do."""
+    from control_plane import bootstrap
+
+    return _with_session(settings, lambda s: action(s, bootstrap.require_bootstrap(s)["tenantId"]))
+
+
+def cmd_user(settings: Settings, args: argparse.Namespace) -> int:
+    """`user create|list|delete|reset-password|enable|disable`: people who sign in with UPN and password."""
+    from control_plane.identity import admin
+
+    actions = {
+        "create": lambda s, t: admin.create_user(s, t, args.name, args.password, args.display_name),
+        "list": admin.list_users,
+        "delete": lambda s, t: admin.delete_user(s, t, args.id),
+        "reset-password": lambda s, t: admin.reset_password(s, t, args.id, args.password),
+        "enable": lambda s, t: admin.set_enabled(s, t, args.id, True),
+        "disable": lambda s, t: admin.set_enabled(s, t, args.id, False),
+    }
+    return _in_init_tenant(settings, actions[args.subcommand])
+
+
+def cmd_group(settings: Settings, args: argparse.Namespace) -> int:
+    """`group create|delete|list|add-member|remove-member|list-members`: security groups, nested ones too."""
+    from control_plane.identity import admin
+
+    actions = {
+        "create": lambda s, t: admin.create_group(s, t, args.name, args.description),
+        "delete": lambda s, t: admin.delete_group(s, t, args.group),
+        "list": admin.list_groups,
+        "add-member": lambda s, t: admin.add_member(s, t, args.group, args.member),
+        "remove-member": lambda s, t: admin.remove_member(s, t, args.group, args.member),
+        "list-members": lambda s, t: admin.list_members(s, t, args.group),
+    }
+    return _in_init_tenant(settings, actions[args.subcommand])
 
 
 def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
@@ -277,55 +314,17 @@ def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
     def progress(line: str) -> None:
         print(f"doctor: {line}", file=sys.stderr, flush=True)
 
-    report = doctor.check(db, storage, settings.locations, repair=args.repair, progress=progress)
+    report = doctor.check(db, storage, settings.locations, repair=args.repair, progress=progress,
+                          upload_expiry_seconds=settings.upload_expiry_seconds)
     if args.repair and report.drift:
         progress(f"repaired {len(report.repaired)} item(s); checking again ...")
-        after = doctor.check(db, storage, settings.locations, progress=progress)
+        after = doctor.check(db, storage, settings.locations, progress=progress,
+                             upload_expiry_seconds=settings.upload_expiry_seconds)
         after.repaired = report.repaired
         report = after
     db.dispose()
     _print_json(report.as_dict())
     return 1 if report.drift else 0
-
-
-def _registry_options(args: argparse.Namespace):
-    from pathlib import Path
-
-    from control_plane.dataplane.runner import Options
-
-    return Options(name=args.name, host=args.host, port=args.port, tls=args.tls,
-                   tls_cert_file=Path(args.tls_cert) if args.tls_cert else None,
-                   tls_key_file=Path(args.tls_key) if args.tls_key else None,
-                   storage_dir=Path(args.storage_dir).resolve() if args.storage_dir else None)
-
-
-def _prepared_registry(settings: Settings, args: argparse.Namespace):
-    """The registry's generated configuration (written with its key bundle), or None after saying why."""
-    from control_plane.dataplane.runner import RunnerError, prepare
-
-    _prepare(settings)
-    try:
-        return prepare(settings, _registry_options(args))
-    except RunnerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return None
-
-
-def cmd_registry_config(settings: Settings, args: argparse.Namespace) -> int:
-    """Prints the Distribution configuration generated for a registry (and writes it, with the key bundle)."""
-    prepared = _prepared_registry(settings, args)
-    if prepared is None:
-        return 1
-    print(prepared.yaml, end="")
-    return 0
-
-
-def cmd_registry_run(settings: Settings, args: argparse.Namespace) -> int:
-    """Runs the registry's Distribution process in the foreground (this process becomes it)."""
-    from control_plane.dataplane.runner import exec_distribution
-
-    prepared = _prepared_registry(settings, args)
-    return 1 if prepared is None else exec_distribution(prepared, args.binary)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -373,25 +372,41 @@ def build_parser() -> argparse.ArgumentParser:
     delete_sp.add_argument("--id", required=True, help="its appId or object id")
     delete_sp.set_defaults(handler=cmd_sp_delete)
 
-    registry = commands.add_parser("registry", help="a registry's data plane: the Distribution registry")
-    registry_commands = registry.add_subparsers(dest="subcommand", required=True)
-    for command, handler, help_text in (
-            ("config", cmd_registry_config, "print the Distribution configuration (YAML) generated for a registry"),
-            ("run", cmd_registry_run, "run the registry's Distribution process in the foreground")):
-        registry_command = registry_commands.add_parser(command, help=help_text)
-        registry_command.add_argument("name", help="the registry's name")
-        registry_command.add_argument("--host", default="127.0.0.1", help="address to listen on")
-        registry_command.add_argument("--port", type=int, help="port (default: the login server's, else 5000)")
-        registry_command.add_argument("--tls", action="store_true",
-                                      help="serve https with a certificate from the service's local CA")
-        registry_command.add_argument("--tls-cert", help="serve https with this certificate (PEM chain)")
-        registry_command.add_argument("--tls-key", help="the key of --tls-cert")
-        registry_command.add_argument("--storage-dir", help="keep the registry's data in this folder instead of its "
-                                      "container (for a Distribution build without the azure driver)")
-        if command == "run":
-            registry_command.add_argument("--binary", default="docker-registry",
-                                          help="the Distribution executable")
-        registry_command.set_defaults(handler=handler)
+    user = commands.add_parser("user", help="manage users (people signing in with UPN and password)")
+    user_commands = user.add_subparsers(dest="subcommand", required=True)
+    create_user = user_commands.add_parser(
+        "create", help="add a user <name>@<tenant domain>; prints its password once (generated unless given)")
+    create_user.add_argument("--name", required=True, help="the part before '@', or the whole UPN")
+    create_user.add_argument("--password", help="at least 8 characters, three of: lower, upper, digit, symbol")
+    create_user.add_argument("--display-name")
+    user_commands.add_parser("list", help="the users of init's tenant")
+    for command, help_text in (("delete", "delete a user, its group memberships and role assignments"),
+                               ("reset-password", "a new password (generated unless given); refresh tokens stop"),
+                               ("enable", "let a disabled user sign in again"),
+                               ("disable", "refuse the user's sign-ins and tokens at once")):
+        user_command = user_commands.add_parser(command, help=help_text)
+        user_command.add_argument("--id", required=True, help="its UPN, the name before '@', or its object id")
+        if command == "reset-password":
+            user_command.add_argument("--password")
+    user.set_defaults(handler=cmd_user)
+
+    group = commands.add_parser("group", help="manage security groups and their members")
+    group_commands = group.add_subparsers(dest="subcommand", required=True)
+    create_group = group_commands.add_parser("create", help="add a security group (an existing one of that name "
+                                             "is returned)")
+    create_group.add_argument("--name", required=True)
+    create_group.add_argument("--description")
+    group_commands.add_parser("list", help="the groups of init's tenant")
+    for command, help_text in (("delete", "delete a group; its members lose what its roles gave them"),
+                               ("list-members", "the group's direct members"),
+                               ("add-member", "add a user, service principal or group"),
+                               ("remove-member", "remove a member")):
+        group_command = group_commands.add_parser(command, help=help_text)
+        group_command.add_argument("--group", required=True, help="its object id or display name")
+        if command.endswith("-member"):
+            group_command.add_argument("--member", required=True, help="an object id, a principal's appId, a "
+                                       "user's UPN or name, or a group's display name")
+    group.set_defaults(handler=cmd_group)
 
     doctor = commands.add_parser("doctor", help="report (and --repair) drift between registries and containers")
     doctor.add_argument("--repair", action="store_true", help="delete orphan containers, recreate missing ones")

@@ -163,6 +163,12 @@ class Settings:
     upload_expiry_seconds: int = 24 * 3600
     blob_redirect: bool = True
     upload_min_bytes_per_second: int = 1024 * 1024
+    # Users' password sign-ins: after this many failures (per user name and source address, within 15 minutes) the
+    # name is locked for that address for this many seconds (AADSTS50053), as Entra's smart lockout does.
+    signin_lockout_threshold: int = 10
+    signin_lockout_seconds: int = 60
+    # Browser origins (`https://portal.example`) whose pages may call the service (control_plane/cors.py); `*`: any.
+    cors_origins: tuple[str, ...] = ()
 
     @property
     def ca_file(self) -> Path:
@@ -244,6 +250,9 @@ class Settings:
             upload_expiry_seconds=_int(get, "UPLOAD_EXPIRY_SECONDS", 24 * 3600, minimum=60),
             blob_redirect=_parse_bool(get, "BLOB_REDIRECT", True),
             upload_min_bytes_per_second=_int(get, "UPLOAD_MIN_BYTES_PER_SECOND", 1024 * 1024, minimum=1024),
+            signin_lockout_threshold=_int(get, "SIGNIN_LOCKOUT_THRESHOLD", 10, minimum=1),
+            signin_lockout_seconds=_int(get, "SIGNIN_LOCKOUT_SECONDS", 60, minimum=1),
+            cors_origins=_parse_origins(get("CORS_ORIGINS")),
         )
 
     @property
@@ -284,6 +293,22 @@ def _parse_bool(get, name: str, default: bool) -> bool:
     if raw in ("false", "0", "no", "off"):
         return False
     raise SettingsError(f"CONTROL_PLANE_{name} must be 'true' or 'false', not {raw!r}")
+
+
+def _parse_origins(raw: str | None) -> tuple[str, ...]:
+    """CONTROL_PLANE_CORS_ORIGINS: comma-separated origins, lower-cased as browsers send them; a typo (a path, a
+    trailing slash) would silently never match, so it fails at start instead. `*` stands alone."""
+    origins = tuple(origin.strip().lower() for origin in (raw or "").split(",") if origin.strip())
+    if "*" in origins:
+        if len(origins) > 1:
+            raise SettingsError("CONTROL_PLANE_CORS_ORIGINS: '*' (every origin) cannot be combined with others")
+        return origins
+    for origin in origins:
+        parts = urlsplit(origin)
+        if parts.scheme not in ("https", "http") or not parts.hostname or origin != f"{parts.scheme}://{parts.netloc}":
+            raise SettingsError(f"CONTROL_PLANE_CORS_ORIGINS entries must be origins like https://portal.example.com "
+                                f"(scheme, host, optional port; no path), not {origin!r}")
+    return origins
 
 
 def _parse_throttling(get) -> dict[str, BucketRule] | None:

@@ -276,7 +276,9 @@ def _hooks(schema, ground: Playground, tokens: Tokens) -> None:
         for name, value in known.items():
             if name in parameters:
                 choices[name] = (value, parameters[name])
-        if "scope" in parameters and operation.path.startswith("/{scope}"):
+        # Not for a lock's PUT: a lock on the shared scopes would refuse the fuzzer's later writes and its clean-up.
+        if "scope" in parameters and operation.path.startswith("/{scope}") and not (
+                "/locks/" in operation.path and operation.method.upper() == "PUT"):
             choices["scope"] = (*ground.scopes, parameters["scope"])
         return with_choices(parameters, choices)
 

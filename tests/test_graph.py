@@ -555,8 +555,8 @@ def test_error_shapes(service, admin):
     assert admin.ok("GET", f"/applications/{application['id']}")["identifierUris"] == []
 
     # What this Graph does not serve still answers JSON.
-    assert admin.request("GET", "/users").status_code == 400
-    assert admin.request("GET", "/users").json()["error"]["message"]
+    assert admin.request("GET", "/devices").status_code == 400
+    assert admin.request("GET", "/devices").json()["error"]["message"]
     assert_graph_error(admin.request("PUT", f"/applications/{application['id']}", json={}), 405,
                        "Request_BadRequest")
     # The tenant administrator `init` made cannot be deleted: nobody could administer the directory after it.

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.core.rest import HttpRequest
 from azure.identity import ClientSecretCredential
 from azure.mgmt.authorization import AuthorizationManagementClient
 from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
@@ -27,6 +28,7 @@ from azure.mgmt.containerregistry.models import (
     RegistryUpdateParameters,
     Sku,
 )
+from azure.mgmt.core.exceptions import ARMErrorFormat
 from azure.mgmt.resource.resources import ResourceManagementClient
 
 from tests.conftest import client_kwargs
@@ -80,6 +82,11 @@ role_assignments.list_for_scope    Y  Y  Y  .    Y  Y  Y  .    Y  Y  Y  .    .  
 role_assignments.delete            Y  Y  Y  .    .  .  .  .    .  .  .  .    .  .  .  .    .  .  .  .    .
 role_definitions.list              Y  Y  Y  .    Y  Y  Y  .    Y  Y  Y  .    .  .  .  .    .  .  .  .    .
 role_definitions.get               Y  Y  Y  .    Y  Y  Y  .    Y  Y  Y  .    .  .  .  .    .  .  .  .    .
+locks.create                       Y  Y  Y  .    .  .  .  .    .  .  .  .    .  .  .  .    .  .  .  .    .
+locks.create_on_group              Y  Y  .  .    .  .  .  .    .  .  .  .    .  .  .  .    .  .  .  .    .
+locks.get                          Y  Y  Y  .    Y  Y  Y  .    Y  Y  Y  .    .  .  .  .    .  .  .  .    .
+locks.list_for_scope               Y  Y  Y  .    Y  Y  Y  .    Y  Y  Y  .    .  .  .  .    .  .  .  .    .
+locks.delete                       Y  Y  Y  .    .  .  .  .    .  .  .  .    .  .  .  .    .  .  .  .    .
 """
 
 
@@ -488,6 +495,97 @@ def _(w, p, cell):
                    "Microsoft.Authorization/roleDefinitions/read", w.target_scope)
 
 
+LOCKS = "Microsoft.Authorization/locks"
+
+
+def _lock_call(client: ResourceManagementClient, method: str, scope: str, name: str = "",
+               level: str | None = None) -> Any:
+    """A Microsoft.Authorization/locks call through the client's pipeline: the installed azure-mgmt-resource no longer
+    has a locks client. Errors are raised as the SDK raises them."""
+    url = f"{scope}/providers/{LOCKS}" + (f"/{name}" if name else "") + "?api-version=2020-05-01"
+    response = client.send_request(HttpRequest(method, url, json={"properties": {"level": level}} if level else None))
+    if response.status_code >= 400:
+        error = ResourceNotFoundError if response.status_code == 404 else HttpResponseError
+        raise error(response=response, error_format=ARMErrorFormat)
+    return response.json() if response.content else None
+
+
+def _lock_exists(w: World, scope: str, name: str) -> bool:
+    try:
+        _lock_call(w.rmc, "GET", scope, name)
+        return True
+    except ResourceNotFoundError:
+        return False
+
+
+def _owners_lock(w: World, scope: str) -> tuple[str, Callable[[bool], str | None]]:
+    """A CanNotDelete lock the owner makes for one call, and the clean-up that removes it (a lock left behind would
+    refuse later cells' deletes)."""
+    name = f"pm-lock-{hexid()}"
+    _lock_call(w.rmc, "PUT", scope, name, "CanNotDelete")
+
+    def after(_succeeded: bool) -> str | None:
+        _lock_call(w.rmc, "DELETE", scope, name)
+        return None
+
+    return name, after
+
+
+def _create_lock(w: World, p: Principal, scope: str) -> Attempt:
+    name = f"pm-lock-{hexid()}"
+
+    def after(succeeded):
+        exists = _lock_exists(w, scope, name)
+        if exists:
+            _lock_call(w.rmc, "DELETE", scope, name)
+        return None if exists == succeeded else f"lock exists={exists} after a call that succeeded={succeeded}"
+
+    return Attempt(lambda: _lock_call(p.rmc, "PUT", scope, name, "CanNotDelete"), f"{LOCKS}/write", scope,
+                   after=after)
+
+
+@operation("locks.create")
+def _(w, p, cell):
+    return _create_lock(w, p, w.target_scope)
+
+
+@operation("locks.create_on_group")
+def _(w, p, cell):
+    return _create_lock(w, p, group_id(w.sub, w.target_group))
+
+
+@operation("locks.get")
+def _(w, p, cell):
+    name, after = _owners_lock(w, w.target_scope)
+    return Attempt(lambda: _lock_call(p.rmc, "GET", w.target_scope, name), f"{LOCKS}/read", w.target_scope,
+                   after=after)
+
+
+@operation("locks.list_for_scope")
+def _(w, p, cell):
+    name, after = _owners_lock(w, w.target_scope)
+
+    def call():
+        if not any(lock["name"] == name for lock in _lock_call(p.rmc, "GET", w.target_scope)["value"]):
+            raise AssertionError("the registry's own lock is missing from its list")
+    return Attempt(call, f"{LOCKS}/read", w.target_scope, after=after)
+
+
+@operation("locks.delete")
+def _(w, p, cell):
+    name = f"pm-lock-{hexid()}"
+    _lock_call(w.rmc, "PUT", w.target_scope, name, "CanNotDelete")
+
+    def after(succeeded):
+        exists = _lock_exists(w, w.target_scope, name)
+        if exists:
+            _lock_call(w.rmc, "DELETE", w.target_scope, name)
+        return None if exists != succeeded else f"lock exists={exists} after a call that succeeded={succeeded}"
+
+    return Attempt(lambda: _lock_call(p.rmc, "DELETE", w.target_scope, name), f"{LOCKS}/delete", w.target_scope,
+                   after=after)
+
+
 def test_every_operation_has_a_row_and_every_row_an_operation():
     assert list(EXPECTED) == list(OPERATIONS)
 
@@ -597,3 +695,83 @@ def test_deleting_the_scope_you_hold_completes(world, role):
     world.assign(group_id(world.sub, group), role, on_group.object_id)
     on_group.rmc.resource_groups.begin_delete(group).result()
     assert not world.rmc.resource_groups.check_existence(group)
+
+
+# --- users and groups: the same cells, with the role held by a user, by a group of hers, or by a group that holds
+# a group of hers. The user signs in with her password (az's public client id); refusals name that client id and
+# her object id. ------------------------------------------------------------------------------------------------------
+
+AZ_CLIENT_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
+DIRECTORY_CELLS = [("user", "Reader-group"), ("user", "none"), ("group", "Contributor-registry"),
+                   ("nested-group", "AcrPush-subscription"), ("nested-group", "Owner-other")]
+USER_PASSWORD = "Matr1x-Passw0rd!"
+
+
+class PasswordCredential:
+    """An azure-core TokenCredential that signs a user in with the password grant (one token per scope)."""
+
+    def __init__(self, service, username: str, password: str):
+        self.service, self.username, self.password = service, username, password
+        self.tokens: dict[str, Any] = {}
+
+    def get_token(self, *scopes: str, **kwargs: Any):
+        import time
+
+        import requests
+        from azure.core.credentials import AccessToken
+
+        scope = " ".join(scopes)
+        if scope not in self.tokens:
+            response = requests.post(
+                f"{self.service.url}/{self.service.tenant_id}/oauth2/v2.0/token", timeout=30, verify=self.service.ca,
+                data={"grant_type": "password", "client_id": AZ_CLIENT_ID, "username": self.username,
+                      "password": self.password, "scope": scope})
+            response.raise_for_status()
+            body = response.json()
+            self.tokens[scope] = AccessToken(body["access_token"], int(time.time()) + body["expires_in"])
+        return self.tokens[scope]
+
+
+def user_principal(w: World, label: str) -> Principal:
+    user = w.service.cli_json("user", "create", "--name", f"pm-{label}-{hexid(6)}", "--password", USER_PASSWORD)
+    credential = PasswordCredential(w.service, user["userPrincipalName"], USER_PASSWORD)
+    kwargs = client_kwargs(w.service)
+    return Principal(AZ_CLIENT_ID, user["id"], ContainerRegistryManagementClient(credential, w.sub, **kwargs),
+                     ResourceManagementClient(credential, w.sub, **kwargs),
+                     AuthorizationManagementClient(credential, w.sub, **kwargs))
+
+
+def holder_of_role(w: World, holder: str, user_id: str) -> tuple[str, str, list[str]]:
+    """(principal id, principal type) that the role is assigned to, and the groups made for it."""
+    if holder == "user":
+        return user_id, "User", []
+    inner = w.service.cli_json("group", "create", "--name", f"pm-inner-{hexid(6)}")["id"]
+    w.service.cli_json("group", "add-member", "--group", inner, "--member", user_id)
+    if holder == "group":
+        return inner, "Group", [inner]
+    outer = w.service.cli_json("group", "create", "--name", f"pm-outer-{hexid(6)}")["id"]
+    w.service.cli_json("group", "add-member", "--group", outer, "--member", inner)
+    return outer, "Group", [outer, inner]
+
+
+@pytest.mark.parametrize(("holder", "cell"), DIRECTORY_CELLS)
+def test_protection_matrix_for_users_and_groups(world, holder, cell):
+    role, _, scope = cell.partition("-")
+    principal = user_principal(world, f"{holder}-{cell}")
+    grantee, principal_type, groups = holder_of_role(world, holder, principal.object_id)
+    grant_scope = world.scope_of(scope) if scope else None
+    name = str(uuid.uuid4())
+    if scope:
+        world.auth.role_assignments.create(grant_scope, name, RoleAssignmentCreateParameters(
+            role_definition_id=f"/subscriptions/{world.sub}/providers/Microsoft.Authorization/roleDefinitions/"
+                               f"{ROLE_IDS[role]}", principal_id=grantee, principal_type=principal_type))
+    try:
+        problems = [problem for operation in EXPECTED
+                    if (problem := _run(world, principal, cell, grant_scope, operation))]
+    finally:
+        if scope:
+            world.auth.role_assignments.delete(grant_scope, name)
+        for group in groups:
+            world.service.cli_json("group", "delete", "--group", group)
+        world.service.cli_json("user", "delete", "--id", principal.object_id)
+    assert not problems, f"{holder} {cell}:\n  " + "\n  ".join(problems)

@@ -64,6 +64,7 @@ def call_of(response: Response) -> service.Call | None:
         client_request_id=_matching(CLIENT_REQUEST_ID, request.headers.get("x-ms-client-request-id")),
         client_ip=request.remote_addr,
         error_code=_error_code(response),
+        caller_type=caller.principal_type,
     )
 
 

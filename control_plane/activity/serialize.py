@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
 
-from control_plane.activity.service import LEVEL_OF_STATUS
+from control_plane.activity.service import LEVEL_OF_STATUS, USER_CALLER
 from control_plane.authorization.actions import ALL_ACTIONS
 from control_plane.authorization.models import ActivityLogEntry
 
@@ -43,7 +43,9 @@ def _status_code(http_status: int) -> str:
 def to_event(entry: ActivityLogEntry, select: tuple[str, ...] | None = None) -> dict[str, Any]:
     stored = entry.properties or {}
     status_code = _status_code(entry.http_status)
-    caller = entry.caller_app_id or entry.caller_object_id
+    # Azure names a person by UPN and an application by its appId.
+    is_user = stored.get("callerType") == USER_CALLER
+    caller = (entry.caller_name if is_user else entry.caller_app_id) or entry.caller_object_id
     properties: dict[str, Any] = {
         "statusCode": status_code,
         "serviceRequestId": stored.get("serviceRequestId"),
@@ -64,7 +66,9 @@ def to_event(entry: ActivityLogEntry, select: tuple[str, ...] | None = None) -> 
             "http://schemas.microsoft.com/identity/claims/objectidentifier": entry.caller_object_id,
             "http://schemas.microsoft.com/identity/claims/tenantid": entry.tenant_id,
             "name": entry.caller_name or "",
-            "idtyp": "app",
+            "idtyp": "user" if is_user else "app",
+            **({"http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn": entry.caller_name or ""}
+               if is_user else {}),
         },
         "correlationId": entry.correlation_id,
         "description": "",

@@ -20,6 +20,7 @@ from control_plane.authorization.models import ActivityLogEntry
 from control_plane.db import Database, utcnow
 
 SUCCEEDED, FAILED = "Succeeded", "Failed"
+USER_CALLER = "User"
 # The level Azure gives each outcome; the `levels` filter selects by it.
 LEVEL_OF_STATUS = {SUCCEEDED: "Informational", FAILED: "Error"}
 
@@ -41,6 +42,8 @@ class Call:
     client_request_id: str | None = None
     client_ip: str | None = None
     error_code: str | None = None
+    # `User` for a person (the event's caller is then the UPN, `caller_name`), else a service principal.
+    caller_type: str = "ServicePrincipal"
 
 
 def resource_id_of(path: str) -> str:
@@ -88,6 +91,7 @@ def entry_for(call: Call, now: datetime, event_data_id: str) -> ActivityLogEntry
         "clientRequestId": _clip(call.client_request_id, 64),
         "clientIpAddress": _clip(call.client_ip, 64),
         "errorCode": _clip(call.error_code, 64),
+        "callerType": USER_CALLER if call.caller_type == USER_CALLER else None,
     }
     return ActivityLogEntry(
         event_data_id=event_data_id,

@@ -85,6 +85,10 @@ AUTHORIZATION = (
     "2015-07-01",
 )
 
+# Microsoft.Authorization/locks: az 2.91 (azure-mgmt-resource 24) sends 2016-09-01; azure-mgmt-resource-locks,
+# 2020-05-01.
+LOCKS = ("2020-05-01", "2017-04-01", "2016-09-01", "2015-01-01")
+
 # Microsoft.Insights/eventtypes/management/values (the activity log): what az and azure-mgmt-monitor send.
 ACTIVITY_LOG = ("2015-04-01",)
 

@@ -1,10 +1,12 @@
-"""What every authenticated request needs to decide — does the principal exist, which tenant owns the subscription,
-which roles does the principal hold — kept per process and trusted only while the database agrees.
+"""What every authenticated request needs to decide — does the principal exist (and, for a user, is it enabled),
+which tenant owns the subscription, which roles does the principal hold (its own and its groups') — kept per process
+and trusted only while the database agrees.
 
 The database keeps one generation number that triggers bump in the same transaction as any change to tenants,
-subscriptions, principals or role assignments (migration 0004). A request reads that number (one indexed row) and
-uses what this cache holds for it; any change empties the cache everywhere at the caller's next request, so a
-revocation takes effect exactly as soon as it would without the cache.
+subscriptions, service principals, users, groups, group memberships or role assignments (migrations 0004 and
+0007). A request reads that number (one indexed row) and uses what this cache holds for it; any change empties the
+cache everywhere at the caller's next request, so a revocation takes effect exactly as soon as it would without the
+cache.
 
 Entries are stored only under the generation read *before* they were loaded: loading may see newer data than that
 generation (harmless: it is fresher), never older.

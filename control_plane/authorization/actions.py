@@ -68,6 +68,28 @@ SUBSCRIPTION_READ = Action(f"{RESOURCES}/subscriptions/read", "Get Subscriptions
                            "Gets the list of subscriptions.", "Subscription", RESOURCES)
 PROVIDER_READ = Action(f"{RESOURCES}/subscriptions/providers/read", "Get Resource Providers",
                        "Gets or lists resource providers.", "Resource Providers", RESOURCES)
+# Only authenticated, never checked against a scope: each request in a batch is authorised as itself.
+BATCH = Action(f"{RESOURCES}/batch/action", "Batch Requests",
+               "Runs up to 20 Resource Manager requests in one call, each authorised as itself.", "Batch", RESOURCES)
+DEPLOYMENT_READ = Action(f"{RESOURCES}/deployments/read", "Get Deployment", "Gets or lists deployments.",
+                         "Deployment", RESOURCES)
+DEPLOYMENT_WRITE = Action(f"{RESOURCES}/deployments/write", "Create Deployment", "Creates or updates a deployment.",
+                          "Deployment", RESOURCES)
+DEPLOYMENT_DELETE = Action(f"{RESOURCES}/deployments/delete", "Delete Deployment", "Deletes a deployment.",
+                           "Deployment", RESOURCES)
+DEPLOYMENT_CANCEL = Action(f"{RESOURCES}/deployments/cancel/action", "Cancel Deployment", "Cancels a deployment.",
+                           "Deployment", RESOURCES)
+DEPLOYMENT_VALIDATE = Action(f"{RESOURCES}/deployments/validate/action", "Validate Deployment",
+                             "Validates a deployment.", "Deployment", RESOURCES)
+DEPLOYMENT_WHAT_IF = Action(f"{RESOURCES}/deployments/whatIf/action", "Predict Deployment Changes",
+                            "Predicts template deployment changes.", "Deployment", RESOURCES)
+DEPLOYMENT_EXPORT = Action(f"{RESOURCES}/deployments/exportTemplate/action", "Export Deployment Template",
+                           "Export template for a deployment.", "Deployment", RESOURCES)
+DEPLOYMENT_OPERATIONS_READ = Action(f"{RESOURCES}/deployments/operations/read", "Get Deployment Operation",
+                                    "Gets or lists deployment operations.", "Deployment Operation", RESOURCES)
+DEPLOYMENT_OPERATION_STATUS = Action(f"{RESOURCES}/deployments/operationstatuses/read",
+                                     "Get Deployment Operation Status", "Reads the status of a deployment's "
+                                     "asynchronous operation.", "Deployment Operation Status", RESOURCES)
 
 AUTHORIZATION = "Microsoft.Authorization"
 ROLE_ASSIGNMENT_READ = Action(f"{AUTHORIZATION}/roleAssignments/read", "Get role assignment",
@@ -78,6 +100,12 @@ ROLE_ASSIGNMENT_DELETE = Action(f"{AUTHORIZATION}/roleAssignments/delete", "Dele
                                 "Delete a role assignment at the specified scope.", "Role Assignment", AUTHORIZATION)
 ROLE_DEFINITION_READ = Action(f"{AUTHORIZATION}/roleDefinitions/read", "Get role definition",
                               "Get information about a role definition.", "Role Definition", AUTHORIZATION)
+LOCK_READ = Action(f"{AUTHORIZATION}/locks/read", "Get management locks", "Gets locks at the specified scope.",
+                   "Management locks", AUTHORIZATION)
+LOCK_WRITE = Action(f"{AUTHORIZATION}/locks/write", "Add management locks",
+                    "Add locks at the specified scope.", "Management locks", AUTHORIZATION)
+LOCK_DELETE = Action(f"{AUTHORIZATION}/locks/delete", "Delete management locks",
+                     "Delete locks at the specified scope.", "Management locks", AUTHORIZATION)
 
 INSIGHTS = "Microsoft.Insights"
 EVENTS_READ = Action(f"{INSIGHTS}/eventtypes/values/read", "Read management event type values",
@@ -89,7 +117,10 @@ ALL_ACTIONS: tuple[Action, ...] = (
     REGENERATE_CREDENTIAL, LIST_USAGES, REGISTRY_OPERATION_STATUS, PULL, PUSH, ARTIFACTS_DELETE,
     GROUP_READ, GROUP_WRITE, GROUP_DELETE, GROUP_OPERATION_RESULT, RESOURCES_READ, SUBSCRIPTION_READ,
     PROVIDER_READ, ROLE_ASSIGNMENT_READ, ROLE_ASSIGNMENT_WRITE, ROLE_ASSIGNMENT_DELETE, ROLE_DEFINITION_READ,
-    EVENTS_READ,
+    LOCK_READ, LOCK_WRITE, LOCK_DELETE, EVENTS_READ, DEPLOYMENT_READ, DEPLOYMENT_WRITE, DEPLOYMENT_DELETE,
+    DEPLOYMENT_CANCEL, DEPLOYMENT_VALIDATE, DEPLOYMENT_WHAT_IF, DEPLOYMENT_EXPORT, DEPLOYMENT_OPERATIONS_READ,
+    DEPLOYMENT_OPERATION_STATUS,
+    BATCH,
 )
 
 

@@ -1,7 +1,8 @@
 """The decision: may this principal perform this action on this scope?
 
-A principal is allowed when one of its role assignments, at the scope or any parent of it, has a role that grants
-the action. Scopes are compared case-insensitively as `/`-separated paths.
+A principal (service principal or user) is allowed when one of its role assignments, or one of a group it belongs
+to directly or through nested groups, at the scope or any parent of it, has a role that grants the action. Scopes
+are compared case-insensitively as `/`-separated paths.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from control_plane.authorization import roles
 from control_plane.authorization.models import RoleAssignment
+from control_plane.identity.directory import transitive_groups
 
 
 def scope_key(scope: str) -> str:
@@ -68,9 +70,12 @@ class Permissions:
         return any(is_at_or_above(g.scope_key, target) or g.scope_key.startswith(target + "/") for g in self.grants)
 
 
-# Built once: every authenticated request runs it.
+# Built once: every authenticated request whose access is not cached runs it. One round trip: the principal's own
+# assignments and those of its groups, found by a recursive query.
+_GROUPS_OF = transitive_groups(sa.bindparam("principal_id"))
 _ASSIGNMENTS_OF = (sa.select(RoleAssignment.scope_key, RoleAssignment.role_definition_id)
-                   .where(RoleAssignment.principal_id == sa.bindparam("principal_id"),
+                   .where(sa.or_(RoleAssignment.principal_id == sa.bindparam("principal_id"),
+                                 RoleAssignment.principal_id.in_(sa.select(_GROUPS_OF.c.group_id))),
                           RoleAssignment.tenant_id == sa.bindparam("tenant_id")))
 
 

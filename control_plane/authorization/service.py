@@ -16,6 +16,7 @@ from control_plane.authorization.policy import is_at_or_above, scope_key
 from control_plane.db import insert_unless_duplicate, utcnow
 from control_plane.identity import service as identity
 from control_plane.identity.models import ServicePrincipal
+from control_plane.locks import service as locks
 
 PRINCIPAL_TYPES = ("User", "Group", "ServicePrincipal", "ForeignGroup", "Device")
 
@@ -62,6 +63,7 @@ def create(session: Session, tenant_id: str, scope: str, name: str, request: Ass
            caller_object_id: str) -> tuple[RoleAssignment, bool]:
     """PUT: 201 new, 200 for an identical re-PUT, 409 when the same grant exists under another name."""
     name = validate_name(name)
+    locks.refuse_if_locked(session, _assignment_id(scope, name), locks.WRITE)
     role = role_definition(request.role_definition_id)
     if not identity.is_guid(request.principal_id):
         raise BadRequest(f"The Principal ID '{request.principal_id[:100]}' is not valid. Principal ID must be a GUID.",
@@ -122,7 +124,12 @@ def find(session: Session, tenant_id: str, scope: str, name: str) -> RoleAssignm
     return assignment
 
 
+def _assignment_id(scope: str, name: str) -> str:
+    return f"{scope}/providers/Microsoft.Authorization/roleAssignments/{name}"
+
+
 def delete(session: Session, assignment: RoleAssignment) -> None:
+    locks.refuse_if_locked(session, _assignment_id(assignment.scope, assignment.name), locks.DELETE)
     session.delete(assignment)
     session.flush()
 

@@ -1,9 +1,10 @@
-"""A minimal Microsoft Graph v1.0 under `/v1.0`: applications, service principals, their passwords, getByIds.
+"""A minimal Microsoft Graph v1.0 under `/v1.0`: applications, service principals, their passwords, users, groups
+and their members, `me`, getByIds, getMemberGroups and checkMemberGroups.
 
 az uses the cloud's `microsoftGraphResourceId` both as Graph's base URL and as the token audience, and users set
 it to this service's own URL; so Graph accepts tokens for this service's URL (public or as reached), nothing else.
-Any principal of a tenant may read its directory; only the tenant administrator (`control-plane init`'s
-principal) may create, change credentials of, or delete objects — others get Graph's 403.
+Any principal or enabled user of a tenant may read its directory; only the tenant administrator
+(`control-plane init`'s principal) may create, change or delete objects — others get Graph's 403.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from control_plane.arm.errors import BadRequest, InvalidRequestContent
 from control_plane.arm.http import arm_json, base_url, empty, json_body
 from control_plane.arm.paging import SKIP_TOKEN_PARAMS, decode_token, encode_token
 from control_plane.context import app_context
+from control_plane.identity import directory, service
 from control_plane.identity import graph_schemas as schemas
-from control_plane.identity import service
 from control_plane.identity.errors import GraphBadRequest, GraphForbidden, GraphUnauthorized
-from control_plane.identity.models import ServicePrincipal
+from control_plane.identity.models import ServicePrincipal, User
 from control_plane.identity.tokens import InvalidToken
 
 bp = Blueprint("graph", __name__, url_prefix="/v1.0")
@@ -45,18 +46,20 @@ def authenticate() -> None:
     except InvalidToken as exc:
         raise GraphUnauthorized(f"Access token validation failure. {exc}") from None
     with ctx.db.session() as session:
-        principal = service.principal_by_object_id(session, caller.object_id)
-    if principal is None or principal.tenant_id != caller.tenant_id:
-        raise GraphUnauthorized("Access token validation failure. The token's principal no longer exists.")
+        principal = service.directory_caller(session, caller.object_id, caller.tenant_id)
+    if principal is None:
+        raise GraphUnauthorized("Access token validation failure. The token's principal no longer exists or is "
+                                "disabled.")
     g.graph_principal = principal
 
 
-def _caller() -> ServicePrincipal:
+def _caller() -> ServicePrincipal | User:
     return g.graph_principal
 
 
 def _require_admin() -> None:
-    if not _caller().is_tenant_admin:
+    caller = _caller()
+    if not (isinstance(caller, ServicePrincipal) and caller.is_tenant_admin):
         raise GraphForbidden()
 
 
@@ -207,6 +210,162 @@ def remove_password(collection: str, object_id: str):
     return empty(204)
 
 
+# -- users ---------------------------------------------------------------------------------------------------------
+
+
+@bp.route("/users", methods=["GET"])
+def list_users():
+    clauses = schemas.parse_filter(request.args.get("$filter"), schemas.USER_FILTERS)
+    after, top = _paging()
+    with app_context().db.session() as session:
+        users, more = directory.list_users(session, _caller().tenant_id, clauses, after, top)
+        items = [schemas.user_to_graph(u) for u in users]
+    return _list("users", items, users[-1].object_id if more else None)
+
+
+@bp.route("/users", methods=["POST"])
+def create_user():
+    """`az ad user create`: the password comes in `passwordProfile` and is never returned."""
+    changes = schemas.user_changes(_body(), create=True)
+    _require_admin()
+    with app_context().db.session() as session:
+        new = directory.create_user(session, _caller().tenant_id, changes["user_principal_name"],
+                                    changes["display_name"], changes["password"], changes.get("mail_nickname"),
+                                    changes.get("account_enabled", True))
+        item = schemas.user_to_graph(new.user)
+    return _entity("users", item, 201)
+
+
+@bp.route("/users/<id_or_upn>", methods=["GET"])
+def get_user(id_or_upn: str):
+    with app_context().db.session() as session:
+        item = schemas.user_to_graph(directory.get_user(session, _caller().tenant_id, id_or_upn))
+    return _entity("users", item)
+
+
+@bp.route("/users/<id_or_upn>", methods=["PATCH"])
+def update_user(id_or_upn: str):
+    """`az ad user update`: accountEnabled false refuses the user's tokens at once; a new password revokes its
+    refresh tokens."""
+    changes = schemas.user_changes(_body(), create=False)
+    _require_admin()
+    with app_context().db.session() as session:
+        directory.update_user(session, _caller().tenant_id, id_or_upn, changes)
+    return empty(204)
+
+
+@bp.route("/users/<id_or_upn>", methods=["DELETE"])
+def delete_user(id_or_upn: str):
+    _require_admin()
+    with app_context().db.session() as session:
+        directory.delete_user(session, _caller().tenant_id, id_or_upn)
+    return empty(204)
+
+
+@bp.route("/me", methods=["GET"])
+def me():
+    """`az ad signed-in-user show`: only a user has a `me`, as in Graph."""
+    caller = _caller()
+    if not isinstance(caller, User):
+        raise GraphBadRequest("/me request is only valid with delegated authentication flow.")
+    return _entity("users", schemas.user_to_graph(caller))
+
+
+# -- groups and members ------------------------------------------------------------------------------------------
+
+
+@bp.route("/groups", methods=["GET"])
+def list_groups():
+    clauses = schemas.parse_filter(request.args.get("$filter"), schemas.GROUP_FILTERS)
+    after, top = _paging()
+    with app_context().db.session() as session:
+        groups, more = directory.list_groups(session, _caller().tenant_id, clauses, after, top)
+        items = [schemas.group_to_graph(group) for group in groups]
+    return _list("groups", items, groups[-1].object_id if more else None)
+
+
+@bp.route("/groups", methods=["POST"])
+def create_group():
+    display_name, mail_nickname, description = schemas.group_request(_body())
+    _require_admin()
+    with app_context().db.session() as session:
+        group = directory.create_group(session, _caller().tenant_id, display_name, mail_nickname, description)
+        item = schemas.group_to_graph(group)
+    return _entity("groups", item, 201)
+
+
+@bp.route("/groups/<object_id>", methods=["GET"])
+def get_group(object_id: str):
+    with app_context().db.session() as session:
+        item = schemas.group_to_graph(directory.get_group(session, _caller().tenant_id, object_id))
+    return _entity("groups", item)
+
+
+@bp.route("/groups/<object_id>", methods=["DELETE"])
+def delete_group(object_id: str):
+    _require_admin()
+    with app_context().db.session() as session:
+        directory.delete_group(session, _caller().tenant_id, object_id)
+    return empty(204)
+
+
+@bp.route("/groups/<object_id>/members", methods=["GET"])
+def list_members(object_id: str):
+    after, top = _paging()
+    with app_context().db.session() as session:
+        members, last_id = directory.list_members(session, _caller().tenant_id, object_id, after, top)
+        items = [schemas.directory_object_to_graph(kind, item) for kind, item in members]
+    return _list("directoryObjects", items, last_id)
+
+
+@bp.route("/groups/<object_id>/members/$ref", methods=["POST"])
+def add_member(object_id: str):
+    """`az ad group member add`: a user, service principal or group (not one that contains this group)."""
+    member_id = schemas.member_reference(_body())
+    _require_admin()
+    with app_context().db.session() as session:
+        directory.add_member(session, _caller().tenant_id, object_id, member_id)
+    return empty(204)
+
+
+@bp.route("/groups/<object_id>/members/<member_id>/$ref", methods=["DELETE"])
+def remove_member(object_id: str, member_id: str):
+    """`az ad group member remove`: what the group gave the member stops at the member's next request."""
+    _require_admin()
+    with app_context().db.session() as session:
+        directory.remove_member(session, _caller().tenant_id, object_id, member_id)
+    return empty(204)
+
+
+MEMBER_COLLECTIONS = "any(users, groups, servicePrincipals, directoryObjects)"
+
+
+@bp.route(f"/<{MEMBER_COLLECTIONS}:collection>/<object_id>/getMemberGroups", methods=["POST"])
+def get_member_groups(collection: str, object_id: str):
+    """`az ad user|group get-member-groups`: the groups the object is in, nested ones included."""
+    schemas.security_enabled_only(_body(required=False))
+    with app_context().db.session() as session:
+        ids = directory.member_groups(session, _caller().tenant_id, _user_key(session, collection, object_id))
+    return arm_json({"@odata.context": _context("Collection(Edm.String)"), "value": ids})
+
+
+@bp.route(f"/<{MEMBER_COLLECTIONS}:collection>/<object_id>/checkMemberGroups", methods=["POST"])
+def check_member_groups(collection: str, object_id: str):
+    """`az ad group member check`: which of the given groups the object is in, nested ones included."""
+    wanted = schemas.group_ids(_body())
+    with app_context().db.session() as session:
+        ids = directory.check_member_groups(session, _caller().tenant_id,
+                                            _user_key(session, collection, object_id), wanted)
+    return arm_json({"@odata.context": _context("Collection(Edm.String)"), "value": ids})
+
+
+def _user_key(session, collection: str, object_id: str) -> str:
+    """`users/{upn}` names a user by UPN; every other path by object id."""
+    if collection == "users":
+        return directory.get_user(session, _caller().tenant_id, object_id).object_id
+    return object_id
+
+
 # -- directory objects ---------------------------------------------------------------------------------------------
 
 
@@ -214,12 +373,12 @@ def remove_password(collection: str, object_id: str):
 def get_by_ids():
     ids, types = schemas.get_by_ids_request(_body())
     with app_context().db.session() as session:
-        items = [schemas.directory_object_to_graph(v)
-                 for v in service.directory_objects(session, _caller().tenant_id, ids, types)]
+        items = [schemas.directory_object_to_graph(kind, item)
+                 for kind, item in directory.objects_by_ids(session, _caller().tenant_id, ids, types)]
     return arm_json({"@odata.context": _context("directoryObjects"), "value": items})
 
 
-SERVED_SEGMENTS = ("applications", "servicePrincipals", "directoryObjects")
+SERVED_SEGMENTS = ("applications", "servicePrincipals", "directoryObjects", "users", "groups", "me")
 
 
 @bp.route("/<path:rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])

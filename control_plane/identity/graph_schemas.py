@@ -1,5 +1,6 @@
 """Microsoft Graph v1.0 wire shapes: `$filter` parsing, request bodies, and the JSON of applications, service
-principals and password credentials — the subset az 2.91 reads (docs/real-clients.md §12).
+principals, password credentials, users and groups — the subset az 2.91 reads (docs/real-clients.md §12; users and
+groups as `az ad user|group` send them, read in azure-cli's role/_msgrpah/_graph_client.py and custom.py).
 
 Graph answers camelCase objects with every declared property present (null or [] when unset); az iterates
 `passwordCredentials` without `.get`, so lists are never omitted. A secret's value appears only in addPassword's
@@ -13,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from control_plane.identity.errors import GraphBadRequest
-from control_plane.identity.models import Application, ClientSecret
+from control_plane.identity.models import Application, ClientSecret, DirectoryGroup, User
 from control_plane.identity.service import (
     ApplicationView,
     DirectoryClause,
@@ -43,6 +44,12 @@ _AND = re.compile(r"\s+and\s+", re.IGNORECASE)
 APPLICATION_FILTERS = ({"displayName": ("eq", "startswith"), "appId": ("eq",), "id": ("eq",)}, ("identifierUris",))
 PRINCIPAL_FILTERS = ({"displayName": ("eq", "startswith"), "appId": ("eq",), "id": ("eq",)},
                      ("servicePrincipalNames",))
+USER_FILTERS = ({"displayName": ("eq", "startswith"), "userPrincipalName": ("eq", "startswith"),
+                 "mailNickname": ("eq", "startswith"), "id": ("eq",)}, ())
+GROUP_FILTERS = ({"displayName": ("eq", "startswith"), "mailNickname": ("eq", "startswith"), "id": ("eq",)}, ())
+MAX_NICKNAME = 64
+MAX_DESCRIPTION = 1024
+MAX_CHECK_GROUPS = 20  # Graph's limit for checkMemberGroups
 
 
 def _invalid_filter(raw: str, why: str) -> GraphBadRequest:
@@ -216,10 +223,91 @@ def get_by_ids_request(body: dict) -> tuple[list[str], set[str]]:
         if not is_guid(value.lower()):
             raise GraphBadRequest(f"Invalid object identifier '{value[:100]}'.")
     if types is None or types == []:
-        return ids, {"application", "serviceprincipal"}
+        return ids, {"application", "serviceprincipal", "user", "group"}
     if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
         raise GraphBadRequest("Invalid value specified for property 'types': it must be a list of strings.")
     return ids, {t.lower().removeprefix("#microsoft.graph.") for t in types}
+
+
+def _boolean(body: dict, name: str) -> bool | None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, bool):
+        raise GraphBadRequest(f"Invalid value specified for property '{name}': it must be true or false.")
+    return value
+
+
+def _password_profile(body: dict) -> str | None:
+    """`passwordProfile.password`. Forcing a change at next sign-in needs an interactive sign-in this service does
+    not offer, so it is refused rather than stored to lock the user out."""
+    profile = body.get("passwordProfile")
+    if profile is None:
+        return None
+    if not isinstance(profile, dict):
+        raise GraphBadRequest("Invalid value specified for property 'passwordProfile': it must be an object.")
+    if _boolean(profile, "forceChangePasswordNextSignIn") or _boolean(profile, "forceChangePasswordNextSignInWithMfa"):
+        raise GraphBadRequest("forceChangePasswordNextSignIn is not supported by this service: a user changes a "
+                              "password only through the administrator.")
+    password = profile.get("password")
+    if password is not None and not isinstance(password, str):
+        raise GraphBadRequest("Invalid value specified for property 'passwordProfile.password'.")
+    return password
+
+
+def user_changes(body: dict, *, create: bool) -> dict[str, Any]:
+    """POST/PATCH users: display_name, user_principal_name, mail_nickname, account_enabled, password. Other
+    declared Graph properties (givenName, jobTitle, ...) are accepted and not kept."""
+    changes: dict[str, Any] = {}
+    for name, key, maximum in (("displayName", "display_name", MAX_DISPLAY_NAME),
+                               ("userPrincipalName", "user_principal_name", MAX_DISPLAY_NAME),
+                               ("mailNickname", "mail_nickname", MAX_NICKNAME)):
+        value = _string(body, name, required=create and name != "mailNickname", maximum=maximum)
+        if value is not None:
+            changes[key] = value
+    enabled = _boolean(body, "accountEnabled")
+    if enabled is not None:
+        changes["account_enabled"] = enabled
+    password = _password_profile(body)
+    if password is not None:
+        changes["password"] = password
+    elif create:
+        raise GraphBadRequest("Property 'passwordProfile' is required: a user needs a password to sign in.")
+    return changes
+
+
+def group_request(body: dict) -> tuple[str, str | None, str | None]:
+    """POST groups: (displayName, mailNickname, description) of a security group."""
+    display_name = _string(body, "displayName", required=True)
+    if _boolean(body, "mailEnabled") or _boolean(body, "securityEnabled") is False or body.get("groupTypes"):
+        raise GraphBadRequest("Only security groups (mailEnabled false, securityEnabled true, no groupTypes) are "
+                              "supported by this service.")
+    return (display_name, _string(body, "mailNickname", maximum=MAX_NICKNAME),
+            _string(body, "description", maximum=MAX_DESCRIPTION))
+
+
+def member_reference(body: dict) -> str:
+    """`members/$ref`: `{"@odata.id": "https://graph/v1.0/directoryObjects/{id}"}` (az's form; `users/{id}` and the
+    like, or a bare id, name the same object)."""
+    reference = body.get("@odata.id")
+    if not isinstance(reference, str):
+        raise GraphBadRequest("Property '@odata.id' is required: the URL of the directory object to add.")
+    object_id = reference.rstrip("/").rsplit("/", 1)[-1].lower()
+    if not is_guid(object_id):
+        raise GraphBadRequest(f"Invalid object identifier '{reference[:200]}'.")
+    return object_id
+
+
+def group_ids(body: dict) -> list[str]:
+    """checkMemberGroups: `{"groupIds": [...]}`."""
+    ids = body.get("groupIds")
+    if (not isinstance(ids, list) or not ids or len(ids) > MAX_CHECK_GROUPS
+            or not all(isinstance(i, str) and is_guid(i.lower()) for i in ids)):
+        raise GraphBadRequest(f"Property 'groupIds' is required: 1 to {MAX_CHECK_GROUPS} group object ids.")
+    return ids
+
+
+def security_enabled_only(body: dict) -> None:
+    """getMemberGroups: `{"securityEnabledOnly": bool}`; every group here is a security group, so either way."""
+    _boolean(body, "securityEnabledOnly")
 
 
 # -- responses ---------------------------------------------------------------------------------------------------
@@ -303,8 +391,62 @@ def principal_to_graph(view: PrincipalView) -> dict[str, Any]:
     }
 
 
-def directory_object_to_graph(view: ApplicationView | PrincipalView) -> dict[str, Any]:
-    """getByIds names each object's type, since one answer mixes them."""
-    if isinstance(view, PrincipalView):
-        return {"@odata.type": "#microsoft.graph.servicePrincipal", **principal_to_graph(view)}
-    return {"@odata.type": "#microsoft.graph.application", **application_to_graph(view)}
+def user_to_graph(user: User) -> dict[str, Any]:
+    """Graph's default properties of a user, plus the ones this service keeps (accountEnabled, mailNickname)."""
+    return {
+        "id": user.object_id,
+        "businessPhones": [],
+        "displayName": user.display_name,
+        "givenName": None,
+        "jobTitle": None,
+        "mail": None,
+        "mobilePhone": None,
+        "officeLocation": None,
+        "preferredLanguage": None,
+        "surname": None,
+        "userPrincipalName": user.user_principal_name,
+        "accountEnabled": user.account_enabled,
+        "createdDateTime": graph_time(user.created_at),
+        "mailNickname": user.mail_nickname,
+        "userType": "Member",
+    }
+
+
+def group_to_graph(group: DirectoryGroup) -> dict[str, Any]:
+    return {
+        "id": group.object_id,
+        "deletedDateTime": None,
+        "classification": None,
+        "createdDateTime": graph_time(group.created_at),
+        "creationOptions": [],
+        "description": group.description,
+        "displayName": group.display_name,
+        "expirationDateTime": None,
+        "groupTypes": [],
+        "isAssignableToRole": None,
+        "mail": None,
+        "mailEnabled": False,
+        "mailNickname": group.mail_nickname,
+        "membershipRule": None,
+        "membershipRuleProcessingState": None,
+        "preferredDataLocation": None,
+        "preferredLanguage": None,
+        "proxyAddresses": [],
+        "renewedDateTime": graph_time(group.created_at),
+        "resourceBehaviorOptions": [],
+        "resourceProvisioningOptions": [],
+        "securityEnabled": True,
+        "securityIdentifier": None,
+        "theme": None,
+        "visibility": None,
+    }
+
+
+_OBJECT_JSON = {"user": user_to_graph, "group": group_to_graph, "servicePrincipal": principal_to_graph,
+                "application": application_to_graph}
+
+
+def directory_object_to_graph(kind: str, item: Any) -> dict[str, Any]:
+    """A member list or getByIds answer mixes types, so each object names its own (az maps `@odata.type` to the
+    role assignment's principalType)."""
+    return {"@odata.type": f"#microsoft.graph.{kind}", **_OBJECT_JSON[kind](item)}

@@ -13,6 +13,9 @@ class Tenant(Base):
 
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
     display_name: Mapped[str] = mapped_column(sa.String(256))
+    # The verified domain of its users' UPNs (`alice@<domain>`), lower-case; set when the tenant is made (migration
+    # 0007 gave existing tenants theirs). Unique: a UPN names one user in the whole service.
+    default_domain: Mapped[str | None] = mapped_column(sa.String(64), index=True, unique=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
@@ -88,3 +91,63 @@ class SystemState(Base):
 
     key: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     value: Mapped[dict] = mapped_column(sa.JSON)
+
+
+class User(Base):
+    """A person of the directory: signs in with UPN and password, gets roles directly or through groups."""
+
+    __tablename__ = "users"
+
+    object_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(sa.ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    user_principal_name: Mapped[str] = mapped_column(sa.String(256))
+    # The UPN lower-cased: Entra compares UPNs case-insensitively, and the database keeps them unique.
+    upn_key: Mapped[str] = mapped_column(sa.String(256), unique=True)
+    display_name: Mapped[str] = mapped_column(sa.String(256))
+    mail_nickname: Mapped[str] = mapped_column(sa.String(64))
+    password_hash: Mapped[str] = mapped_column(sa.String(256))
+    account_enabled: Mapped[bool] = mapped_column(sa.Boolean, default=True)
+    # Changes with the password and with disabling: refresh tokens carry it, so either revokes them all.
+    security_stamp: Mapped[str] = mapped_column(sa.String(32))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class DirectoryGroup(Base):
+    """A security group (Graph `groups`); its role assignments reach its members, nested groups' too."""
+
+    __tablename__ = "directory_groups"
+
+    object_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(sa.ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    display_name: Mapped[str] = mapped_column(sa.String(256))
+    mail_nickname: Mapped[str] = mapped_column(sa.String(64))
+    description: Mapped[str | None] = mapped_column(sa.String(1024))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class GroupMember(Base):
+    """One direct member of a group: a user, a service principal or another group (the key makes it unique)."""
+
+    __tablename__ = "group_members"
+
+    group_id: Mapped[str] = mapped_column(sa.ForeignKey("directory_groups.object_id", ondelete="CASCADE"),
+                                          primary_key=True)
+    member_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, index=True)
+    # `user`, `servicePrincipal` or `group`: Graph's type of the member, so listing needs no guessing.
+    member_type: Mapped[str] = mapped_column(sa.String(32))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class SignInFailure(Base):
+    """Failed password sign-ins per user name and source address, shared by every replica: the lockout counter.
+
+    Kept apart from `users` so that counting never bumps the access generation (or needs the user to exist).
+    """
+
+    __tablename__ = "sign_in_failures"
+
+    username_key: Mapped[str] = mapped_column(sa.String(256), primary_key=True)
+    source: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(sa.Integer)
+    first_failed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 import uuid
 from urllib.parse import quote
@@ -13,7 +15,7 @@ from control_plane.arm.http import arm_json, base_url
 from control_plane.authorization import actions, policy
 from control_plane.authorization.enforce import current_caller, requires, subscription_for_caller
 from control_plane.context import app_context
-from control_plane.identity import service
+from control_plane.identity import service, signin
 from control_plane.identity.errors import OAuthError
 from control_plane.identity.models import Subscription
 from control_plane.identity.tokens import audience_for_scope
@@ -54,7 +56,7 @@ def openid_configuration(tenant_id: str):
         "token_endpoint": f"{host}/{tenant}/oauth2/v2.0/token",
         "jwks_uri": f"{host}/{tenant}/discovery/v2.0/keys",
         "response_types_supported": ["token"],
-        "grant_types_supported": ["client_credentials"],
+        "grant_types_supported": list(GRANT_TYPES),
         "subject_types_supported": ["pairwise"],
         "id_token_signing_alg_values_supported": ["RS256"],
         "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
@@ -84,40 +86,104 @@ def instance_discovery():
     })
 
 
+GRANT_TYPES = ("client_credentials", "password", "refresh_token")
+# Scopes that ask for the sign-in itself (ID token, refresh token), not for a resource.
+OIDC_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
+
+
 @bp.route("/<tenant_id>/oauth2/v2.0/token", methods=["POST"])
 def token(tenant_id: str):
     form = request.form
     try:
         # Each missing or wrong parameter gets Entra's own error and AADSTS code; clients branch on them.
-        if not form.get("grant_type"):
+        grant_type = form.get("grant_type")
+        if not grant_type:
             raise _missing_parameter("grant_type")
-        if form["grant_type"] != "client_credentials":
-            raise OAuthError("unsupported_grant_type", f"The grant type '{form['grant_type'][:64]}' is not "
-                             "supported. Use client_credentials.", 400, aadsts=70003)
-        client_id, client_secret = form.get("client_id", ""), form.get("client_secret", "")
-        if request.authorization and request.authorization.type == "basic":
-            client_id = client_id or request.authorization.username or ""
-            client_secret = client_secret or request.authorization.password or ""
-        if not client_id:
-            raise _missing_parameter("client_id")
-        if not client_secret:
-            raise OAuthError("invalid_client", "The request body must contain the following parameter: "
-                             "'client_assertion' or 'client_secret'.", 401, aadsts=7000218)
-        if not form.get("scope", "").strip():
-            raise _missing_parameter("scope")
-        audience = audience_for_scope(form["scope"])
-        if not audience:
-            raise OAuthError("invalid_scope", f"The provided value for scope {form['scope'][:200]} is not valid. "
-                             "Client credential flows must have a scope value with /.default suffixed to the "
-                             "resource identifier (application ID URI).", 400, aadsts=1002012)
-        ctx = app_context()
-        with ctx.db.reading() as session:
-            principal = service.authenticate_client(session, tenant_id.lower(), client_id, client_secret)
-        access_token, lifetime = ctx.issuer.issue(principal, audience)
+        if grant_type not in GRANT_TYPES:
+            raise OAuthError("unsupported_grant_type", f"The grant type '{grant_type[:64]}' is not supported. Use "
+                             f"one of: {', '.join(GRANT_TYPES)}.", 400, aadsts=70003)
+        if grant_type == "client_credentials":
+            return _client_credentials(tenant_id, form)
+        return _user_grant(tenant_id, grant_type, form)
     except OAuthError as error:
         return _oauth_error(error)
+
+
+def _client_credentials(tenant_id: str, form):
+    client_id, client_secret = form.get("client_id", ""), form.get("client_secret", "")
+    if request.authorization and request.authorization.type == "basic":
+        client_id = client_id or request.authorization.username or ""
+        client_secret = client_secret or request.authorization.password or ""
+    if not client_id:
+        raise _missing_parameter("client_id")
+    if not client_secret:
+        raise OAuthError("invalid_client", "The request body must contain the following parameter: "
+                         "'client_assertion' or 'client_secret'.", 401, aadsts=7000218)
+    if not form.get("scope", "").strip():
+        raise _missing_parameter("scope")
+    audience = audience_for_scope(form["scope"])
+    if not audience:
+        raise OAuthError("invalid_scope", f"The provided value for scope {form['scope'][:200]} is not valid. "
+                         "Client credential flows must have a scope value with /.default suffixed to the "
+                         "resource identifier (application ID URI).", 400, aadsts=1002012)
+    ctx = app_context()
+    with ctx.db.reading() as session:
+        principal = service.authenticate_client(session, tenant_id.lower(), client_id, client_secret)
+    access_token, lifetime = ctx.issuer.issue(principal, audience)
     return arm_json({"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime,
                      "access_token": access_token})
+
+
+def _user_scopes(scope: str) -> tuple[str, str]:
+    """(audience, the resource scopes to answer with) for a user's token request. `https://x//.default` and
+    `https://x//user_impersonation` are both for `https://x/`; only OIDC scopes (or a bare `User.Read`) ask for
+    Graph, which is this service's own URL."""
+    resource = [s for s in scope.split() if s.lower() not in OIDC_SCOPES]
+    if resource and "://" in resource[0]:
+        return resource[0].rsplit("/", 1)[0], " ".join(resource)
+    return f"{base_url()}/", " ".join(resource) or f"{base_url()}//.default"
+
+
+def _user_grant(tenant_id: str, grant_type: str, form):
+    """The password and refresh-token grants: a user's access, ID and refresh tokens, as MSAL caches them."""
+    client_id = form.get("client_id", "")
+    if not client_id:
+        raise _missing_parameter("client_id")
+    ctx = app_context()
+    settings = ctx.settings
+    if grant_type == "password":
+        for name in ("username", "password"):
+            if not form.get(name):
+                raise _missing_parameter(name)
+        user = signin.sign_in_with_password(
+            ctx.db, tenant_id, client_id, form["username"], form["password"], request.remote_addr or "",
+            signin.Lockout(settings.signin_lockout_threshold, settings.signin_lockout_seconds))
+    else:
+        if not form.get("refresh_token"):
+            raise _missing_parameter("refresh_token")
+        user = signin.refresh(ctx.db, ctx.issuer, tenant_id, client_id, form["refresh_token"])
+    audience, scopes = _user_scopes(form.get("scope", ""))
+    body = ctx.issuer.issue_for_user(user, audience, scopes)
+    if form.get("client_info") == "1":
+        # MSAL keys its account cache by `uid.utid` from this.
+        info = json.dumps({"uid": user.object_id, "utid": user.tenant_id}).encode()
+        body["client_info"] = base64.urlsafe_b64encode(info).decode().rstrip("=")
+    return arm_json(body)
+
+
+@bp.route("/common/userrealm/<path:username>", methods=["GET"])
+def user_realm(username: str):
+    """MSAL's user-realm discovery before a password grant: `Managed` sends it on to the token endpoint.
+
+    MSAL asks `https://<authority host>/common/userrealm/...` on port 443 whatever port the authority has, so a
+    password sign-in needs this service (or a forward to it) on 443; see the README.
+    """
+    account_type, domain = signin.user_realm(app_context().db, username)
+    body = {"ver": "1.0", "account_type": account_type, "cloud_instance_name": "control-plane",
+            "cloud_audience_urn": "urn:federation:MicrosoftOnline"}
+    if domain:
+        body["domain_name"] = domain
+    return arm_json(body)
 
 
 # -- tenant-level ARM reads ----------------------------------------------------------------------------------

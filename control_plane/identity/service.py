@@ -6,6 +6,7 @@ Also the Microsoft Graph directory (applications, service principals, their pass
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -18,11 +19,22 @@ from sqlalchemy.orm import Session
 
 from control_plane.arm.errors import InvalidSubscriptionId, SubscriptionNotFound
 from control_plane.crypto import hash_secret, new_client_secret, verify_secret
-from control_plane.db import is_unique_violation, utcnow
+from control_plane.db import insert_unless_duplicate, is_unique_violation, utcnow
 from control_plane.identity.errors import GraphBadRequest, GraphConflict, GraphNotFound, OAuthError
-from control_plane.identity.models import Application, ClientSecret, ServicePrincipal, Subscription, Tenant
+from control_plane.identity.models import (
+    Application,
+    ClientSecret,
+    GroupMember,
+    ServicePrincipal,
+    Subscription,
+    Tenant,
+    User,
+)
 
 SECRET_LIFETIME = timedelta(days=365)
+# Users' UPNs end in their tenant's default domain, `<label>.onmicrosoft.local` (Entra: `.onmicrosoft.com`).
+DOMAIN_SUFFIX = "onmicrosoft.local"
+MAX_DOMAIN_LABEL = 27
 
 
 @dataclass(frozen=True)
@@ -38,11 +50,22 @@ def is_guid(value: str) -> bool:
         return False
 
 
+def domain_label(display_name: str) -> str:
+    """`Default Directory` -> `defaultdirectory`: the first label of a tenant's default domain, as Entra makes
+    `<label>.onmicrosoft.com` of the name a tenant is created with."""
+    return re.sub(r"[^a-z0-9]", "", display_name.lower())[:MAX_DOMAIN_LABEL] or "tenant"
+
+
 def create_tenant(session: Session, display_name: str) -> Tenant:
-    tenant = Tenant(id=str(uuid.uuid4()), display_name=display_name)
-    session.add(tenant)
-    session.flush()
-    return tenant
+    """A tenant with its default domain `<label>.onmicrosoft.local`; when another tenant has that one, the label
+    gets the new tenant id's first eight characters (the unique index decides, not a look-up)."""
+    tenant_id = str(uuid.uuid4())
+    label = domain_label(display_name)
+    for domain in (f"{label}.{DOMAIN_SUFFIX}", f"{label}{tenant_id[:8]}.{DOMAIN_SUFFIX}"):
+        tenant = Tenant(id=tenant_id, display_name=display_name, default_domain=domain)
+        if insert_unless_duplicate(session, tenant):
+            return tenant
+    raise GraphConflict(f"The default domain '{domain}' is taken; create the tenant again.")
 
 
 def create_subscription(session: Session, tenant_id: str, display_name: str) -> Subscription:
@@ -99,7 +122,10 @@ def add_client_secret_record(session: Session, app_id: str, display_name: str | 
 
 # Statements every authenticated request runs, built once: building one costs more than running it on SQLite.
 _SUBSCRIPTION_BY_ID = sa.select(Subscription).where(Subscription.id == sa.bindparam("id"))
-_PRINCIPAL_EXISTS = sa.select(ServicePrincipal.object_id).where(ServicePrincipal.object_id == sa.bindparam("id"))
+_PRINCIPAL_EXISTS = sa.union_all(
+    sa.select(ServicePrincipal.object_id).where(ServicePrincipal.object_id == sa.bindparam("id")),
+    sa.select(User.object_id).where(User.object_id == sa.bindparam("id"), User.account_enabled.is_(True)),
+)
 
 
 @dataclass(frozen=True)
@@ -133,8 +159,17 @@ def principal_by_object_id(session: Session, object_id: str) -> ServicePrincipal
 
 
 def principal_exists(session: Session, object_id: str) -> bool:
-    """One indexed look-up of the key alone, for the check every authenticated request makes."""
+    """A service principal, or a user whose account is enabled: the check every authenticated request makes (two
+    indexed look-ups of the key in one statement). Disabling a user refuses its tokens at once."""
     return session.scalar(_PRINCIPAL_EXISTS, {"id": object_id}) is not None
+
+
+def directory_caller(session: Session, object_id: str, tenant_id: str) -> ServicePrincipal | User | None:
+    """Who a token of this tenant speaks for: its service principal, or its user while enabled."""
+    caller: ServicePrincipal | User | None = session.get(ServicePrincipal, object_id) or session.get(User, object_id)
+    if caller is None or caller.tenant_id != tenant_id or (isinstance(caller, User) and not caller.account_enabled):
+        return None
+    return caller
 
 
 _CLIENT_CREDENTIALS = (
@@ -227,7 +262,7 @@ def _fold(value: str) -> str:
     return value.casefold()
 
 
-def _holds(clause: DirectoryClause, properties: dict[str, Any]) -> bool:
+def clause_holds(clause: DirectoryClause, properties: dict[str, Any]) -> bool:
     actual = properties.get(clause.property)
     wanted = _fold(clause.value)
     if clause.operator == "any":
@@ -240,7 +275,7 @@ def _holds(clause: DirectoryClause, properties: dict[str, Any]) -> bool:
 
 
 def _narrow(query: sa.Select, model: type, clauses: Iterable[DirectoryClause]) -> sa.Select:
-    """The conditions SQL can apply cheaply; `_holds` re-checks every row, so this only needs to be a superset."""
+    """The conditions SQL can apply cheaply; `clause_holds` re-checks every row, so this need only be a superset."""
     for clause in clauses:
         if clause.property == "appId" and clause.operator == "eq":
             query = query.where(model.app_id == clause.value.lower())
@@ -295,7 +330,7 @@ def list_applications(session: Session, tenant_id: str, clauses: list[DirectoryC
         query = query.where(Application.object_id > after)
     found: list[Application] = []
     for application in session.scalars(query.order_by(Application.object_id)):
-        if all(_holds(c, _application_properties(application)) for c in clauses):
+        if all(clause_holds(c, _application_properties(application)) for c in clauses):
             found.append(application)
             if len(found) > limit:
                 break
@@ -316,7 +351,7 @@ def list_service_principals(session: Session, tenant_id: str, clauses: list[Dire
         names = PrincipalView(principal, applications.get(principal.object_id), []).service_principal_names
         properties = {"id": principal.object_id, "appId": principal.app_id, "displayName": principal.display_name,
                       "servicePrincipalNames": names}
-        if all(_holds(c, properties) for c in clauses):
+        if all(clause_holds(c, properties) for c in clauses):
             found.append(principal)
             if len(found) > limit:
                 break
@@ -374,9 +409,11 @@ def _refuse_deleting_admin(principal: ServicePrincipal) -> None:
 
 
 def _delete_principal(session: Session, principal: ServicePrincipal) -> None:
-    """The principal, the secrets added to it, and what other packages keep for it; its tokens stop working."""
+    """The principal, the secrets added to it, its group memberships, and what other packages keep for it; its
+    tokens stop working."""
     session.execute(sa.delete(ClientSecret).where(ClientSecret.app_id == principal.app_id,
                                                   ClientSecret.owner_type == SERVICE_PRINCIPAL))
+    session.execute(sa.delete(GroupMember).where(GroupMember.member_id == principal.object_id))
     for cleanup in PRINCIPAL_CLEANUPS:
         cleanup(session, principal.object_id)
     session.delete(principal)

@@ -41,15 +41,46 @@ class InvalidToken(Exception):
         self.code = code
 
 
+USER_TYPE = "User"
+# A refresh token's audience: no resource's, so no route accepts one as an access token.
+REFRESH_AUDIENCE = "urn:control-plane:refresh-token"
+REFRESH_TOKEN_USE = "refresh"
+REFRESH_LIFETIME_SECONDS = 90 * 24 * 3600  # Entra's default for refresh tokens
+USER_SCOPE = "user_impersonation"
+
+
 @dataclass(frozen=True)
 class Caller:
-    """Who is calling, as the validated token says."""
+    """Who is calling, as the validated token says. For a user, `app_id` is the client it signed in with and
+    `display_name` its UPN."""
 
     tenant_id: str
     object_id: str
     app_id: str
     display_name: str
     principal_type: str = "ServicePrincipal"
+
+
+@dataclass(frozen=True)
+class UserSession:
+    """What user tokens say about a signed-in user and the client acting for them."""
+
+    object_id: str
+    tenant_id: str
+    user_principal_name: str
+    display_name: str
+    security_stamp: str
+    client_id: str
+
+
+@dataclass(frozen=True)
+class RefreshGrant:
+    """A valid refresh token's content: whom it was issued to, through which client, under which security stamp."""
+
+    object_id: str
+    tenant_id: str
+    client_id: str
+    security_stamp: str
 
 
 @dataclass(frozen=True)
@@ -229,11 +260,40 @@ class TokenIssuer:
         token = jwt.encode(claims, private, algorithm=ALGORITHM, headers={"kid": kid, "typ": "JWT"})
         return token, self.lifetime_seconds
 
-    def validate(self, token: str, accepted_audiences: tuple[str, ...]) -> Caller:
-        accepted = {normalise_audience(a) for a in accepted_audiences}
-        known = self._validated.get(token)
-        if known is not None and self._still_valid(known, accepted):
-            return known.caller
+    def issue_for_user(self, user: UserSession, audience: str, scopes: str) -> dict[str, str | int]:
+        """An access token for `audience`, an ID token for the client and a refresh token: the token response's
+        fields (without `client_info`), as Entra answers a user's sign-in."""
+        self._load()
+        kid, private = self._signing
+        now = int(time.time())
+        common = {"iss": self.issuer_for(user.tenant_id), "iat": now, "nbf": now, "sub": user.object_id,
+                  "oid": user.object_id, "tid": user.tenant_id}
+        access = {**common, "aud": audience, "exp": now + self.lifetime_seconds, "appid": user.client_id,
+                  "azp": user.client_id, "name": user.display_name, "upn": user.user_principal_name,
+                  "unique_name": user.user_principal_name, "scp": USER_SCOPE, "idtyp": "user", "ver": "2.0",
+                  "uti": uuid.uuid4().hex}
+        # MSAL reads `preferred_username` and `tid` of the ID token; az names the account by them.
+        identity = {**common, "aud": user.client_id, "exp": now + self.lifetime_seconds, "ver": "2.0",
+                    "name": user.display_name, "preferred_username": user.user_principal_name}
+        refresh = {**common, "aud": REFRESH_AUDIENCE, "exp": now + REFRESH_LIFETIME_SECONDS, "azp": user.client_id,
+                   "token_use": REFRESH_TOKEN_USE, "stamp": user.security_stamp, "jti": uuid.uuid4().hex}
+        headers = {"kid": kid, "typ": "JWT"}
+        return {"token_type": "Bearer", "scope": scopes, "expires_in": self.lifetime_seconds,
+                "ext_expires_in": self.lifetime_seconds,
+                "access_token": jwt.encode(access, private, algorithm=ALGORITHM, headers=headers),
+                "refresh_token": jwt.encode(refresh, private, algorithm=ALGORITHM, headers=headers),
+                "id_token": jwt.encode(identity, private, algorithm=ALGORITHM, headers=headers)}
+
+    def read_refresh_token(self, token: str) -> RefreshGrant:
+        """A refresh token this issuer made and that has not expired (InvalidToken otherwise); whether its user may
+        still use it is the caller's question."""
+        claims, _ = self._verified_claims(token, require=["exp", "iss", "aud", "tid", "oid", "azp", "stamp"])
+        if claims.get("token_use") != REFRESH_TOKEN_USE or claims["aud"] != REFRESH_AUDIENCE:
+            raise InvalidToken("The token is not a refresh token.")
+        return RefreshGrant(str(claims["oid"]), str(claims["tid"]), str(claims["azp"]), str(claims["stamp"]))
+
+    def _verified_claims(self, token: str, require: list[str]) -> tuple[dict, str]:
+        """The claims of a token signed by a live key of this issuer, unexpired, with its own `iss`; and the key id."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -248,20 +308,34 @@ class TokenIssuer:
         if key is None or self._retired(kid):
             raise InvalidToken("The access token is signed with an unknown key.")
         try:
-            claims = jwt.decode(token, key, algorithms=[ALGORITHM], options={"verify_aud": False,
-                                "require": ["exp", "iss", "aud", "tid", "oid"]}, leeway=CLOCK_SKEW_SECONDS)
+            claims = jwt.decode(token, key, algorithms=[ALGORITHM], options={"verify_aud": False, "require": require},
+                                leeway=CLOCK_SKEW_SECONDS)
         except jwt.ExpiredSignatureError:
             raise InvalidToken("The access token has expired.", code="ExpiredAuthenticationToken") from None
         except jwt.PyJWTError:
             raise InvalidToken("The access token's signature or claims are invalid.") from None
         if claims["iss"] != self.issuer_for(str(claims["tid"])):
             raise InvalidToken("The access token's issuer is not valid.")
+        return claims, kid
+
+    def validate(self, token: str, accepted_audiences: tuple[str, ...]) -> Caller:
+        accepted = {normalise_audience(a) for a in accepted_audiences}
+        known = self._validated.get(token)
+        if known is not None and self._still_valid(known, accepted):
+            return known.caller
+        claims, kid = self._verified_claims(token, require=["exp", "iss", "aud", "tid", "oid"])
+        if claims.get("token_use") == REFRESH_TOKEN_USE:
+            raise InvalidToken("A refresh token is not an access token.")
         audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
         if not any(normalise_audience(str(a)) in accepted for a in audiences):
             raise InvalidToken("The access token has an invalid audience.")
-        caller = Caller(tenant_id=str(claims["tid"]), object_id=str(claims["oid"]),
-                        app_id=str(claims.get("appid") or claims.get("azp") or ""),
-                        display_name=str(claims.get("app_displayname") or claims.get("appid") or ""))
+        app_id = str(claims.get("appid") or claims.get("azp") or "")
+        if claims.get("idtyp") == "user":
+            caller = Caller(tenant_id=str(claims["tid"]), object_id=str(claims["oid"]), app_id=app_id,
+                            display_name=str(claims.get("upn") or claims["oid"]), principal_type=USER_TYPE)
+        else:
+            caller = Caller(tenant_id=str(claims["tid"]), object_id=str(claims["oid"]), app_id=app_id,
+                            display_name=str(claims.get("app_displayname") or app_id))
         self._remember(token, _Validated(caller, kid, float(claims["exp"]),
                                          frozenset(normalise_audience(str(a)) for a in audiences)))
         return caller

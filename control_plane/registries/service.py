@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from control_plane.arm.errors import BadRequest, Conflict, ResourceGroupNotFound, ResourceNotFound
 from control_plane.arm.paging import PageRequest
 from control_plane.crypto import Cipher, random_password
 from control_plane.db import insert_unless_duplicate, utcnow
 from control_plane.identity.tokens import Caller
+from control_plane.locks import service as locks
 from control_plane.operations import service as operations
 from control_plane.registries import names
 from control_plane.registries.models import Registry, RegistryView
@@ -168,6 +169,7 @@ def create_or_replace(session: Session, cipher: Cipher, group: ResourceGroup, na
                       tenant_id: str, login_server_suffix: str) -> Change:
     """PUT: a new registry (201) or a whole replacement of one this group already holds (200)."""
     names.validate_name(name)
+    locks.refuse_if_locked(session, f"{group.arm_id}/providers/{REGISTRY_TYPE}/{name}", locks.WRITE)
     properties = with_defaults(properties)
     check_sku_features(sku, properties)
     by, by_type = _caller_fields(caller)
@@ -208,6 +210,7 @@ def create_or_replace(session: Session, cipher: Cipher, group: ResourceGroup, na
 def update(session: Session, registry: Registry, patch: dict[str, Any], location: Any, caller: Caller,
            tenant_id: str) -> Change:
     """PATCH: merge what was sent; tags replace the whole map; location and zone redundancy never change."""
+    locks.refuse_if_locked(session, registry.arm_id, locks.WRITE)
     if registry.provisioning_state == DELETING:
         raise Conflict(f"The registry '{registry.name}' is being deleted.", code="RegistryBeingDeleted")
     if location is not None and (not isinstance(location, str) or
@@ -227,6 +230,7 @@ def update(session: Session, registry: Registry, patch: dict[str, Any], location
 
 
 def begin_delete(session: Session, registry: Registry) -> operations.Operation:
+    locks.refuse_if_locked(session, registry.arm_id, locks.DELETE)
     registry.provisioning_state = DELETING
     registry.modified_at = utcnow()
     return _start(session, DELETE_KIND, registry)
@@ -278,6 +282,8 @@ def _scope_condition(key: str):
 
 
 def credentials(cipher: Cipher, registry: Registry) -> dict[str, Any]:
+    # A POST action: ARM counts it as a write, so a ReadOnly lock refuses it (and regenerateCredential with it).
+    locks.refuse_if_locked(object_session(registry), registry.arm_id, locks.WRITE)
     if not registry.properties.get("adminUserEnabled"):
         raise BadRequest(f"Cannot perform credential operations for {registry.arm_id} as admin user is disabled. "
                          "Kindly enable admin user as per docs: https://docs.microsoft.com/azure/container-registry/"

@@ -20,6 +20,7 @@ from control_plane.arm.paging import PageRequest
 from control_plane.authorization import scopes
 from control_plane.authorization import service as authorization
 from control_plane.db import insert_unless_duplicate
+from control_plane.locks import service as locks
 from control_plane.operations import service as operations
 from control_plane.resource_groups.models import ResourceGroup
 
@@ -76,6 +77,7 @@ def create_or_update(session: Session, subscription_id: str, name: str, location
                      managed_by: str | None) -> tuple[ResourceGroup, bool]:
     """Returns (group, created). The unique index decides a race between two creates of one name."""
     validate_name(name)
+    locks.refuse_if_locked(session, f"/subscriptions/{subscription_id}/resourceGroups/{name}", locks.WRITE)
     group = find(session, subscription_id, name)
     if group is None:
         group = ResourceGroup(id=str(uuid.uuid4()), subscription_id=subscription_id, name=name,
@@ -94,6 +96,7 @@ def create_or_update(session: Session, subscription_id: str, name: str, location
 
 
 def update(session: Session, group: ResourceGroup, tags: dict | None, managed_by: str | None) -> ResourceGroup:
+    locks.refuse_if_locked(session, group.arm_id, locks.WRITE)
     if tags is not None:
         group.tags = tags
     if managed_by is not None:
@@ -117,6 +120,7 @@ def list_page(session: Session, subscription_id: str, page: PageRequest,
 
 
 def begin_delete(session: Session, group: ResourceGroup) -> operations.Operation:
+    locks.refuse_if_locked(session, group.arm_id, locks.DELETE)  # locks beneath it too: no cascade into them
     group.provisioning_state = "Deleting"
     return operations.start(session, DELETE_KIND, group.subscription_id, group.arm_id, prefix="rg",
                             payload={"groupId": group.id})
