@@ -1,8 +1,9 @@
-"""create_app(settings): builds the Flask app, its shared services, and registers each package's routes."""
+"""create_app(settings): builds the Flask apps (management and registry), their shared services, and registers each
+package's routes."""
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Blueprint, Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from control_plane.arm import http
@@ -14,6 +15,7 @@ from control_plane.db import Database
 from control_plane.identity.external import ExternalIssuers
 from control_plane.identity.tokens import TokenIssuer
 from control_plane.observability import access, logs
+from control_plane.oci.app import DataPlaneDispatcher, create_registry_app
 from control_plane.operations.worker import OperationWorker
 from control_plane.storage import StorageRouter
 from control_plane.throttling import Throttler
@@ -39,46 +41,82 @@ def build_context(settings: Settings) -> AppContext:
 
 
 def _register_handlers() -> None:
+    from control_plane.deployments import applier as deployments_applier
     from control_plane.registries import provisioning
     from control_plane.resource_groups import service as resource_groups
 
     resource_groups.register()
     provisioning.register()
+    deployments_applier.register()
 
 
 def create_app(settings: Settings | None = None, *, start_worker: bool = False) -> Flask:
+    """The app gunicorn serves: the management (ARM) app, whose WSGI entry first sends data-plane requests to the
+    registry app (control_plane/oci/app.py); with `serves=registry`, the registry app alone."""
     settings = settings or Settings.from_env()
     # Under `serve`, gunicorn's master already configured logging (JSON by default); this only sets the level.
     logs.configure(settings.log_level, settings.log_format or "text")
+    context = build_context(settings)
+    registry = create_registry_app(context, _registry_blueprints()) if settings.serves_registry else None
+    if settings.serves_management:
+        app = _management_app(context)
+        if registry is not None:
+            app.wsgi_app = DataPlaneDispatcher(registry.wsgi_app, app.wsgi_app, settings.login_server_suffix,
+                                               settings.public_url)
+    else:
+        app = registry
+        app.wsgi_app = DataPlaneDispatcher(registry.wsgi_app, None, settings.login_server_suffix,
+                                           settings.public_url)
+    if not settings.uses_https:
+        # Plain http only behind a TLS-terminating proxy: trust its X-Forwarded-Proto/Host for absolute URLs (and
+        # for the Host that picks a registry), so ProxyFix goes outside the dispatcher.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_port=1)
+    if start_worker:
+        context.worker.start()
+    return app
+
+
+def _registry_blueprints() -> list[Blueprint]:
+    """The ACR API (`/acr/v1/…`) rides on the registry app."""
+    from control_plane.acr.routes import bp as acr_bp
+
+    return [acr_bp]
+
+
+def _management_app(context: AppContext) -> Flask:
+    settings = context.settings
     app = Flask(__name__)
     app.json.sort_keys = False
-    context = build_context(settings)
     app.extensions["control_plane"] = context
 
     from control_plane.activity import recorder
     from control_plane.activity.routes import bp as activity_bp
     from control_plane.authorization.routes import bp as authorization_bp
+    from control_plane.batch.routes import bp as batch_bp
     from control_plane.dataplane.routes import bp as dataplane_bp
     from control_plane.identity.graph import bp as graph_bp
     from control_plane.identity.routes import bp as identity_bp
+    from control_plane.locks.routes import bp as locks_bp
     from control_plane.observability.routes import bp as observability_bp
     from control_plane.operations.routes import bp as operations_bp
     from control_plane.registries.routes import bp as registries_bp
     from control_plane.resource_groups.routes import bp as resource_groups_bp
 
-    for blueprint in (identity_bp, resource_groups_bp, registries_bp, operations_bp, authorization_bp, activity_bp):
+    for blueprint in (identity_bp, resource_groups_bp, registries_bp, operations_bp, authorization_bp, activity_bp,
+                      locks_bp, batch_bp):
         app.register_blueprint(blueprint)
-    app.register_blueprint(dataplane_bp)
+    from control_plane.deployments.routes import bp as deployments_bp
+
+    app.register_blueprint(deployments_bp)
+    app.register_blueprint(dataplane_bp)  # the token service also answers on the service's own host
     app.register_blueprint(graph_bp)
     app.register_blueprint(observability_bp)
     access.install(app)  # first: its clock starts before, and its log line is written after, every other hook
     http.install(app, settings.max_body_bytes)
+    from control_plane import cors
+
+    cors.install(app, settings)  # CONTROL_PLANE_CORS_ORIGINS: preflights need no token, api-version or budget
     recorder.install(app)
 
     app.wsgi_app = CanonicalPathMiddleware(app.wsgi_app)
-    if not settings.uses_https:
-        # Plain http only behind a TLS-terminating proxy: trust its X-Forwarded-Proto/Host for absolute URLs.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_port=1)
-    if start_worker:
-        context.worker.start()
     return app

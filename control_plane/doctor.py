@@ -7,7 +7,11 @@ Inside each settled registry's container it also compares the content with its i
 - a blob row whose stored object is gone (repair: a manifest's bytes are written again from its row; any other
   blob's row goes, so the next push uploads it again instead of being told it exists);
 - an object under `blobs/` that no row names, or under `uploads/` that no live session owns (repair: delete it);
-- an upload session idle for longer than `upload_expiry_seconds` (repair: delete it and its bytes).
+- an upload session idle for longer than `upload_expiry_seconds` (repair: delete it and its bytes);
+- a blob that stayed unreferenced for the sweep's grace period (content/service.py SWEEP_GRACE: no manifest references
+  it and no repository link was made or touched since — what manifest deletes and abandoned pushes leave; repair:
+  `sweep_unreferenced` frees it, rows then objects). Manifest deletes run the same sweep for their registry; this is
+  the sweep for every registry, and what frees a registry where nothing is deleted any more.
 Objects younger than `grace_seconds` are never judged: a push in flight stores its bytes before it writes the row
 (a monolithic upload stages under `uploads/` with no session at all), so only old objects can be leftovers.
 """
@@ -23,6 +27,7 @@ import sqlalchemy as sa
 
 from control_plane.content import names
 from control_plane.content.models import Blob, Manifest, RepositoryBlob, UploadSession
+from control_plane.content.service import SWEEP_GRACE, sweep_unreferenced, unreferenced_blobs
 from control_plane.db import Database, utcnow
 from control_plane.operations.models import IN_PROGRESS, Operation
 from control_plane.registries.models import Registry
@@ -47,12 +52,14 @@ class Report:
     blobs_without_objects: list[tuple[str, str]] = field(default_factory=list)  # (container, digest)
     unreferenced_objects: list[tuple[str, str]] = field(default_factory=list)  # (container, key)
     expired_uploads: list[tuple[str, str]] = field(default_factory=list)  # (container, session id)
+    unreferenced_blobs: list[tuple[str, str]] = field(default_factory=list)  # (container, digest)
     repaired: list[str] = field(default_factory=list)
 
     @property
     def drift(self) -> bool:
         return bool(self.orphan_containers or self.missing_containers or self.unreachable_stores
-                    or self.blobs_without_objects or self.unreferenced_objects or self.expired_uploads)
+                    or self.blobs_without_objects or self.unreferenced_objects or self.expired_uploads
+                    or self.unreferenced_blobs)
 
     def as_dict(self) -> dict:
         return {
@@ -62,6 +69,7 @@ class Report:
             "blobsWithoutObjects": [{"container": c, "digest": d} for c, d in self.blobs_without_objects],
             "unreferencedObjects": [{"container": c, "key": k} for c, k in self.unreferenced_objects],
             "expiredUploads": [{"container": c, "upload": u} for c, u in self.expired_uploads],
+            "unreferencedBlobs": [{"container": c, "digest": d} for c, d in self.unreferenced_blobs],
             "repaired": self.repaired,
             "drift": self.drift,
         }
@@ -70,7 +78,7 @@ class Report:
 def check(db: Database, storage: StorageRouter, locations: tuple[str, ...], repair: bool = False,
           progress: Callable[[str], None] = lambda _: None,
           upload_expiry_seconds: int = DEFAULT_UPLOAD_EXPIRY_SECONDS,
-          grace_seconds: int = CONTENT_GRACE_SECONDS) -> Report:
+          grace_seconds: int = CONTENT_GRACE_SECONDS, sweep_grace: timedelta = SWEEP_GRACE) -> Report:
     report = Report()
     with db.session() as session:
         registries = list(session.scalars(sa.select(Registry)))
@@ -117,18 +125,20 @@ def check(db: Database, storage: StorageRouter, locations: tuple[str, ...], repa
                if row.container_name not in busy_containers and row.provisioning_state not in ("Creating", "Deleting")
                and id(storage.for_location(row.location)) in present
                and row.container_name in present[id(storage.for_location(row.location))]]
-    check_content(db, storage, settled, report, repair, progress, upload_expiry_seconds, grace_seconds)
+    check_content(db, storage, settled, report, repair, progress, upload_expiry_seconds, grace_seconds, sweep_grace)
     return report
 
 
 def check_content(db: Database, storage: StorageRouter, registries: list[Registry], report: Report,
                   repair: bool = False, progress: Callable[[str], None] = lambda _: None,
                   upload_expiry_seconds: int = DEFAULT_UPLOAD_EXPIRY_SECONDS,
-                  grace_seconds: int = CONTENT_GRACE_SECONDS) -> Report:
-    """The content drift of `registries` (settled ones, whose containers exist) into `report`."""
+                  grace_seconds: int = CONTENT_GRACE_SECONDS, sweep_grace: timedelta = SWEEP_GRACE) -> Report:
+    """The content drift of `registries` (settled ones, whose containers exist) into `report`; the sweep of
+    unreferenced blobs runs first, so the objects it frees are not reported as drift as well."""
     for row in registries:
         progress(f"checking the content of {row.container_name} ...")
         try:
+            _sweep(db, storage, row, report, repair, sweep_grace)
             _check_content(db, storage.for_location(row.location), row, report, repair, upload_expiry_seconds,
                            grace_seconds)
         except StorageError as exc:
@@ -175,6 +185,16 @@ def _check_content(db: Database, store, registry: Registry, report: Report, repa
         if repair:
             _try(report, lambda u=upload: _expire_upload(db, store, registry, u),
                  f"deleted expired upload {upload} in {container}")
+
+
+def _sweep(db: Database, storage: StorageRouter, registry: Registry, report: Report, repair: bool,
+           older_than: timedelta) -> None:
+    """Reports the blobs unreferenced for longer than the grace; with repair, frees them (the content sweep)."""
+    container = registry.container_name
+    report.unreferenced_blobs += [(container, digest) for digest in unreferenced_blobs(db, registry.id, older_than)]
+    if repair:
+        report.repaired += [f"freed unreferenced blob {digest} in {container}"
+                            for _, digest in sweep_unreferenced(db, storage, registry.id, older_than)]
 
 
 def _restore_or_forget(db: Database, store, registry: Registry, digest: str) -> None:

@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -67,6 +68,7 @@ class Env:
     storage: StorageRouter
     settings: Settings
     backend: str
+    containers: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (location, container)
 
     def registry(self, prefix: str = "reg") -> RegistryRef:
         return self.service.registry(make_registry(self, prefix))
@@ -94,7 +96,11 @@ def content_env(backend: str, data_dir: Path, azurite=None) -> Iterator[Env]:
         stack.callback(db.dispose)
         migrate.upgrade(db.engine)
         storage = StorageRouter(settings.storage, settings.data_dir)
-        yield Env(ContentService(db, storage, settings), db, storage, settings, backend)
+        value = Env(ContentService(db, storage, settings), db, storage, settings, backend)
+        # The Azurite account is shared with other tests' services, whose doctor would call these orphans.
+        stack.callback(lambda: [storage.for_location(location).delete_container(container)
+                                for location, container in value.containers])
+        yield value
 
 
 def make_registry(env: Env, prefix: str = "reg", location: str = "eastus") -> str:
@@ -123,6 +129,7 @@ def make_registry(env: Env, prefix: str = "reg", location: str = "eastus") -> st
             table_ = sa.table(table, *(sa.column(c) for c in values))
             session.execute(sa.insert(table_).values(**values))
     env.storage.for_location(location).create_container(container)
+    env.containers.append((location, container))
     return name
 
 
@@ -349,24 +356,61 @@ def test_concurrent_chunks_at_one_offset_one_wins(env, reg):
     assert env.service.finish_upload(reg, "race", upload.id, digest_of(b"same" * 1000), []).size == 4000
 
 
-def test_a_chunk_being_written_holds_the_session_until_its_lease_lapses(env, reg):
-    """A writer killed mid-chunk leaves its claim: the chunk is refused (416) until the lease lapses."""
+@pytest.fixture
+def short_lease(monkeypatch):
+    monkeypatch.setattr(content_service, "CLAIM_LEASE_SECONDS", 1)
+    monkeypatch.setattr(content_service, "CLAIM_POLL_SECONDS", 0.05)
+
+
+def test_a_dead_writers_claim_is_waited_out(env, reg, short_lease):
+    """A writer killed mid-chunk (kill -9) leaves its claim: the client's resume at the offset upload_status reports
+    waits until the lease lapses and then lands, instead of a 416 (and so does a finish)."""
     upload = env.service.start_upload(reg, "claimed")
-    with env.db.session() as session:
-        session.execute(sa.update(UploadSession).where(UploadSession.id == upload.id).values(claim="dead-writer"))
-    with expect(RangeInvalid, "RANGE_INVALID", 416):
-        env.service.append_upload(reg, "claimed", upload.id, [b"abc"], 0)
-    with expect(BlobUploadUnknown, "BLOB_UPLOAD_UNKNOWN", 404):
-        env.service.finish_upload(reg, "claimed", upload.id, digest_of(b""), [])
-    with env.db.session() as session:
-        session.execute(sa.update(UploadSession).where(UploadSession.id == upload.id)
-                        .values(updated_at=datetime.now(UTC) - timedelta(minutes=10)))
-    assert env.service.append_upload(reg, "claimed", upload.id, [b"abc"], 0).size == 3
-    assert env.service.finish_upload(reg, "claimed", upload.id, digest_of(b"abc"), []).size == 3
+    env.service.append_upload(reg, "claimed", upload.id, [b"abc"], 0)
+
+    def die_mid_chunk() -> None:
+        with env.db.session() as session:
+            session.execute(sa.update(UploadSession).where(UploadSession.id == upload.id)
+                            .values(claim="dead-writer", updated_at=datetime.now(UTC)))
+
+    die_mid_chunk()
+    assert env.service.upload_status(reg, "claimed", upload.id).size == 3
+    began = time.monotonic()
+    assert env.service.append_upload(reg, "claimed", upload.id, [b"def"], 3).size == 6
+    assert time.monotonic() - began >= 0.5
+    die_mid_chunk()
+    assert env.service.finish_upload(reg, "claimed", upload.id, digest_of(b"abcdef"), []).size == 6
+
+
+def test_a_live_writers_claim_refuses_a_second_chunk(env, reg, short_lease):
+    """A claim kept alive (a writer still streaming) is not taken over: the second chunk at its offset is 416 after
+    one lease, and a finish meanwhile does not find the session."""
+    upload = env.service.start_upload(reg, "live")
+    stop = threading.Event()
+
+    def keep_writing() -> None:
+        while not stop.is_set():
+            with env.db.session() as session:
+                session.execute(sa.update(UploadSession).where(UploadSession.id == upload.id)
+                                .values(claim="live-writer", updated_at=datetime.now(UTC)))
+            stop.wait(0.1)
+
+    writer = threading.Thread(target=keep_writing)
+    writer.start()
+    try:
+        time.sleep(0.2)
+        with expect(RangeInvalid, "RANGE_INVALID", 416) as caught:
+            env.service.append_upload(reg, "live", upload.id, [b"abc"], 0)
+        assert caught.value.size == 0
+        with expect(BlobUploadUnknown, "BLOB_UPLOAD_UNKNOWN", 404):
+            env.service.finish_upload(reg, "live", upload.id, digest_of(b""), [])
+    finally:
+        stop.set()
+        writer.join()
 
 
 def test_a_writer_that_lost_its_claim_stops_writing(env, reg, monkeypatch):
-    monkeypatch.setattr(content_service, "CLAIM_RENEW_BYTES", 10)
+    monkeypatch.setattr(content_service, "CLAIM_RENEW_SECONDS", 0)
     upload = env.service.start_upload(reg, "lost")
 
     def body():
@@ -525,6 +569,24 @@ def test_bad_manifests(env, reg):
         (good.replace(b'"schemaVersion": 2', b'"schemaVersion": 1'), OCI_MANIFEST, ManifestInvalid,
          "MANIFEST_INVALID"),
         (good.replace(b"sha256:", b"sha256:zz", 1), OCI_MANIFEST, ManifestInvalid, "MANIFEST_INVALID"),
+        # A Content-Type naming an unknown or another type than the body's mediaType (Distribution refuses both).
+        (good, "application/vnd.example.unknown+json", ManifestInvalid, "MANIFEST_INVALID"),
+        (good, "application/json", ManifestInvalid, "MANIFEST_INVALID"),
+        (good, manifests.OCI_INDEX, ManifestInvalid, "MANIFEST_INVALID"),
+        # schemaVersion is the integer 2, present.
+        (good.replace(b'"schemaVersion": 2', b'"schemaVersion": 2.0'), OCI_MANIFEST, ManifestInvalid,
+         "MANIFEST_INVALID"),
+        (good.replace(b'"schemaVersion": 2', b'"schemaVersion": "2"'), OCI_MANIFEST, ManifestInvalid,
+         "MANIFEST_INVALID"),
+        (good.replace(b'"schemaVersion": 2,', b''), OCI_MANIFEST, ManifestInvalid, "MANIFEST_INVALID"),
+        (index([]).replace(b'"schemaVersion": 2', b'"schemaVersion": 3'), manifests.OCI_INDEX, ManifestInvalid,
+         "MANIFEST_INVALID"),
+        # Without mediaType the Content-Type types the body: an unknown one, or a Docker type (which MUST be
+        # declared in the body), is refused.
+        (good.replace(b'"mediaType": "' + OCI_MANIFEST.encode() + b'", ', b""), "application/octet-stream",
+         ManifestInvalid, "MANIFEST_INVALID"),
+        (good.replace(b'"mediaType": "' + OCI_MANIFEST.encode() + b'", ', b""), manifests.DOCKER_MANIFEST,
+         ManifestInvalid, "MANIFEST_INVALID"),
         (image(env, reg, "other-repo", [b"not here"]), OCI_MANIFEST, ManifestBlobUnknown, "MANIFEST_BLOB_UNKNOWN"),
     ]
     for body, content_type, error, code in cases:
@@ -546,12 +608,34 @@ def test_bad_manifests(env, reg):
     info = env.service.put_manifest(reg, "bad", "bare", bare, OCI_MANIFEST, WHO)
     assert env.service.get_manifest(reg, "bad", "bare").body == bare and info.media_type == OCI_MANIFEST
     assert len(env.rows(Manifest, registry_id=reg.id)) == 1
+    # Typed by the body alone when no Content-Type is given; an index may omit mediaType like an image manifest.
+    assert env.service.put_manifest(reg, "bad", "no-type", good, "", WHO).media_type == OCI_MANIFEST
+    bare_index = json.dumps({"schemaVersion": 2, "manifests": []}).encode()
+    assert env.service.put_manifest(reg, "bad", "bare-index", bare_index, manifests.OCI_INDEX, WHO).media_type \
+        == manifests.OCI_INDEX
     with expect(ManifestUnknown, "MANIFEST_UNKNOWN", 404):
         env.service.get_manifest(reg, "bad", "v1")
     with expect(NameUnknown, "NAME_UNKNOWN", 404):
         env.service.get_manifest(reg, "never/pushed", "v1")
     with expect(DigestInvalid, "DIGEST_INVALID", 400):
         env.service.get_manifest(reg, "bad", "sha256:totallywrong")
+
+
+def test_reading_a_reference_that_cannot_be_a_tag(env, reg):
+    """Reads by a reference of tag characters that breaks the tag grammar (the conformance suite's pull specs ask
+    for `.INVALID_MANIFEST_NAME`) are MANIFEST_UNKNOWN; other characters stay TAG_INVALID; a push stays TAG_INVALID."""
+    body = image(env, reg, "refs", [b"r"])
+    env.service.put_manifest(reg, "refs", "v1", body, OCI_MANIFEST, WHO)
+    for reference in (".INVALID_MANIFEST_NAME", "-dash", "a" * 129, "..", "."):
+        with expect(ManifestUnknown, "MANIFEST_UNKNOWN", 404):
+            env.service.get_manifest(reg, "refs", reference)
+    with expect(NameUnknown, "NAME_UNKNOWN", 404):
+        env.service.get_manifest(reg, "never/pushed", ".INVALID_MANIFEST_NAME")
+    for reference in ("bad!tag", "a b", "a/b", "a" * 300):
+        with expect(TagInvalid, "TAG_INVALID", 400):
+            env.service.get_manifest(reg, "refs", reference)
+    with expect(TagInvalid, "TAG_INVALID", 400):
+        env.service.put_manifest(reg, "refs", ".INVALID_MANIFEST_NAME", body, OCI_MANIFEST, WHO)
 
 
 # -- tags, catalog -----------------------------------------------------------------------------------------------
@@ -587,7 +671,15 @@ def test_tag_and_catalog_paging(env, reg):
 # -- deletes and freeing -----------------------------------------------------------------------------------------
 
 
-def test_delete_manifest_frees_layers_only_when_unreferenced(env, reg):
+def age(env: Env, reg: RegistryRef, minutes: int = 20) -> None:
+    """Makes every blob and link of the registry look pushed `minutes` ago (past the sweep's grace)."""
+    past = datetime.now(UTC) - timedelta(minutes=minutes)
+    with env.db.session() as session:
+        session.execute(sa.update(Blob).where(Blob.registry_id == reg.id).values(created_at=past))
+        session.execute(sa.update(RepositoryBlob).where(RepositoryBlob.registry_id == reg.id).values(created_at=past))
+
+
+def test_delete_manifest_leaves_its_blobs_to_the_sweep(env, reg):
     shared, own = b"shared layer" * 100, b"own layer" * 100
     first = image(env, reg, "gc", [shared, own], config={"n": 1})
     second = image(env, reg, "gc", [shared], config={"n": 2})
@@ -598,34 +690,112 @@ def test_delete_manifest_frees_layers_only_when_unreferenced(env, reg):
     assert len(stored) == 6  # 2 layers, 2 configs, 2 manifests: the shared layer once
     used = env.service.storage_used(reg.id)
     assert used == sum(stored.values())
+    age(env, reg)  # pushed long ago: the grace counts from the delete, not from the push
 
     env.service.delete_manifest(reg, "gc", digest_of(first), WHO)
     with expect(ManifestUnknown, "MANIFEST_UNKNOWN", 404):
         env.service.get_manifest(reg, "gc", digest_of(first))
     with expect(ManifestUnknown, "MANIFEST_UNKNOWN", 404):
         env.service.get_manifest(reg, "gc", "first")
+    with expect(ManifestUnknown, "MANIFEST_UNKNOWN", 404):
+        env.service.delete_manifest(reg, "gc", digest_of(first), WHO)
     assert env.service.list_tags(reg, "gc", None, None) == (["second"], False)
+    # Nothing is freed yet: the blobs stay readable, stored and counted until they were unreferenced for the grace.
+    assert env.objects(reg, "blobs/") == stored and env.service.storage_used(reg.id) == used
+    assert env.service.stat_blob(reg, "gc", digest_of(own)).size == len(own)
+    assert env.service.sweep_unreferenced(reg.id) == []
+
+    freed = env.service.sweep_unreferenced(reg.id, older_than=timedelta(0))
+    gone = {digest_of(own), digest_of(first), json.loads(first)["config"]["digest"]}
+    assert sorted(freed) == sorted((reg.id, d) for d in gone)
     left = env.objects(reg, "blobs/")
-    gone = {names.blob_key(d) for d in (digest_of(own), digest_of(first), json.loads(first)["config"]["digest"])}
-    assert gone.isdisjoint(left) and names.blob_key(digest_of(shared)) in left
+    assert {names.blob_key(d) for d in gone}.isdisjoint(left) and names.blob_key(digest_of(shared)) in left
     assert env.service.storage_used(reg.id) == sum(left.values())
     with expect(BlobUnknown, "BLOB_UNKNOWN", 404):
         env.service.stat_blob(reg, "gc", digest_of(own))
-    with expect(ManifestUnknown, "MANIFEST_UNKNOWN", 404):
-        env.service.delete_manifest(reg, "gc", digest_of(first), WHO)
 
     env.service.delete_manifest(reg, "gc", digest_of(second), WHO)
+    env.service.sweep_unreferenced(None, older_than=timedelta(0))
     assert env.objects(reg, "blobs/") == {} and env.service.storage_used(reg.id) == 0
+    assert env.rows(RepositoryBlob, registry_id=reg.id) == []
 
 
-def test_delete_keeps_blobs_other_repositories_use(env, reg):
+def test_blob_delete_right_after_manifest_delete(env, reg):
+    """The conformance suite's teardown: delete the manifest, then its config and layer blobs (202 each, never
+    BLOB_UNKNOWN); a blob nothing else references or links is freed at once, one another manifest uses is kept."""
+    layer, kept = b"teardown layer", b"kept layer"
+    body = image(env, reg, "teardown", [layer, kept], config={"t": 1})
+    env.service.put_manifest(reg, "teardown", "v1", body, OCI_MANIFEST, WHO)
+    env.service.put_manifest(reg, "keeper", "v1", image(env, reg, "keeper", [kept]), OCI_MANIFEST, WHO)
+    config = json.loads(body)["config"]["digest"]
+    env.service.delete_manifest(reg, "teardown", digest_of(body), WHO)
+    for digest in (config, digest_of(layer), digest_of(kept)):
+        env.service.delete_blob(reg, "teardown", digest)
+        with expect(BlobUnknown, "BLOB_UNKNOWN", 404):
+            env.service.stat_blob(reg, "teardown", digest)
+    stored = env.objects(reg, "blobs/")
+    assert names.blob_key(config) not in stored and names.blob_key(digest_of(layer)) not in stored
+    assert names.blob_key(digest_of(kept)) in stored
+    assert env.service.stat_blob(reg, "keeper", digest_of(kept)).size == len(kept)
+    # The deleted manifest's own bytes stay linked until the sweep (or a DELETE of them).
+    assert env.service.stat_blob(reg, "teardown", digest_of(body)).size == len(body)
+
+
+def test_the_sweep_frees_abandoned_pushes_after_the_grace(env, reg):
+    """A blob pushed but never referenced by a manifest does not leak: it is freed once older than the grace; a
+    push of the same bytes again (or a mount) restarts its grace."""
+    abandoned = push_blob(env, reg, "abandoned", b"never referenced")
+    again = push_blob(env, reg, "abandoned", b"pushed again")
+    mounted = push_blob(env, reg, "abandoned", b"mounted later")
+    assert env.service.sweep_unreferenced(reg.id) == []
+    age(env, reg)
+    push_blob(env, reg, "abandoned", b"pushed again")
+    env.service.mount_blob(reg, "elsewhere", mounted, "abandoned")
+    assert env.service.sweep_unreferenced(reg.id) == [(reg.id, abandoned)]
+    assert names.blob_key(abandoned) not in env.objects(reg, "blobs/")
+    with expect(BlobUnknown, "BLOB_UNKNOWN", 404):
+        env.service.stat_blob(reg, "abandoned", abandoned)
+    assert env.service.mount_blob(reg, "other", abandoned, "abandoned") is None
+    for digest in (again, mounted):
+        assert env.service.stat_blob(reg, "abandoned", digest)
+    # A freed blob can be pushed again.
+    assert push_blob(env, reg, "abandoned", b"never referenced") == abandoned
+    assert b"".join(env.service.open_blob(reg, "abandoned", abandoned).read()) == b"never referenced"
+
+
+def test_a_manifest_delete_sweeps_what_is_past_the_grace(env, reg):
+    """The sweep runs for the registry right after each manifest delete: what is past the grace goes then."""
+    old = push_blob(env, reg, "old", b"abandoned long ago")
+    age(env, reg)
+    body = image(env, reg, "fresh", [b"fresh layer"])
+    env.service.put_manifest(reg, "fresh", "v1", body, OCI_MANIFEST, WHO)
+    env.service.delete_manifest(reg, "fresh", digest_of(body), WHO)
+    assert set(env.objects(reg, "blobs/")) == {names.blob_key(d) for d in (
+        digest_of(body), digest_of(b"fresh layer"), json.loads(body)["config"]["digest"])}
+    with expect(BlobUnknown, "BLOB_UNKNOWN", 404):
+        env.service.stat_blob(reg, "old", old)
+
+
+def test_the_sweep_keeps_blobs_a_manifest_references(env, reg):
+    """A blob stays while any manifest of the registry references it, whatever repository it is linked in; one
+    linked only in repositories whose manifests do not reference it goes after the grace."""
     layer = b"used twice"
     one = image(env, reg, "one", [layer], config={"r": 1})
     env.service.put_manifest(reg, "one", "v1", one, OCI_MANIFEST, WHO)
-    push_blob(env, reg, "two", layer)
+    two = image(env, reg, "two", [layer], config={"r": 2})
+    env.service.put_manifest(reg, "two", "v1", two, OCI_MANIFEST, WHO)
+    loose = push_blob(env, reg, "two", b"linked where nothing references it")
     env.service.delete_manifest(reg, "one", digest_of(one), WHO)
+    env.service.sweep_unreferenced(reg.id, older_than=timedelta(0))
     assert env.service.stat_blob(reg, "two", digest_of(layer)).size == len(layer)
+    assert env.service.stat_blob(reg, "one", digest_of(layer)).size == len(layer)  # links stay with the blob
     assert names.blob_key(digest_of(layer)) in env.objects(reg, "blobs/")
+    with expect(BlobUnknown, "BLOB_UNKNOWN", 404):
+        env.service.stat_blob(reg, "two", loose)
+    other = env.registry("swp")  # a sweep of one registry leaves the others alone
+    elsewhere = push_blob(env, other, "x", b"another registry's")
+    env.service.sweep_unreferenced(reg.id, older_than=timedelta(0))
+    assert env.service.stat_blob(other, "x", elsewhere)
 
 
 def test_delete_tag_and_blob(env, reg):

@@ -131,3 +131,28 @@ def test_doctor_finds_and_repairs_content_drift(content):
     assert env.service.upload_status(reg, "app", live.id).size == 0
     with pytest.raises(BlobUploadUnknown):
         env.service.upload_status(reg, "app", expired.id)
+
+
+def test_doctor_sweeps_blobs_unreferenced_past_the_grace(content):
+    """`doctor` reports the blobs nothing has referenced for the sweep's grace (an abandoned push here) and
+    `--repair` frees them, rows and objects; younger ones are left to their grace."""
+    env = content
+    reg = env.registry("sweep")
+    abandoned = env.service.upload_blob(reg, "app", digest_of(b"abandoned push"), [b"abandoned push"]).digest
+    rows = [_registry_row(env, reg)]
+
+    young = doctor.check_content(env.db, env.storage, rows, doctor.Report())
+    assert young.unreferenced_blobs == [] and not young.drift
+    found = doctor.check_content(env.db, env.storage, rows, doctor.Report(), sweep_grace=timedelta(0))
+    assert found.unreferenced_blobs == [(reg.container, abandoned)]
+    assert found.as_dict()["unreferencedBlobs"] == [{"container": reg.container, "digest": abandoned}]
+    assert found.drift
+    repaired = doctor.check_content(env.db, env.storage, rows, doctor.Report(), repair=True, sweep_grace=timedelta(0))
+    assert repaired.repaired == [f"freed unreferenced blob {abandoned} in {reg.container}"]
+    after = doctor.check_content(env.db, env.storage, rows, doctor.Report(), sweep_grace=timedelta(0),
+                                 grace_seconds=0)
+    assert not after.drift, after.as_dict()
+    assert names.blob_key(abandoned) not in {o.key for o in env.storage.for_location(reg.location)
+                                             .list_objects(reg.container)}
+    with pytest.raises(BlobUnknown):
+        env.service.stat_blob(reg, "app", abandoned)

@@ -115,7 +115,7 @@ def requires(action: Action, *, filtered: bool = False,
                                         lambda: policy.permissions_of(session, caller.object_id, caller.tenant_id))
                 _throttle(ctx.throttler, caller, subscription_id)
                 if target is not None and _refused(g.permissions, action, target, filtered):
-                    raise Forbidden(policy.denial_message(caller.app_id, caller.object_id, action.name, target))
+                    raise Forbidden(policy.denial_message(caller.client_name, caller.object_id, action.name, target))
                 if kind_of(request.method) == READS:
                     # A read's route shares this unit of work and its pooled connection. A write's route opens its
                     # own transaction once this is closed, so no request holds two connections at a time.

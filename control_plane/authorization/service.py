@@ -15,7 +15,7 @@ from control_plane.authorization.models import RoleAssignment
 from control_plane.authorization.policy import is_at_or_above, scope_key
 from control_plane.db import insert_unless_duplicate, utcnow
 from control_plane.identity import service as identity
-from control_plane.identity.models import ServicePrincipal
+from control_plane.identity.models import DirectoryGroup, ServicePrincipal, User
 from control_plane.locks import service as locks
 
 PRINCIPAL_TYPES = ("User", "Group", "ServicePrincipal", "ForeignGroup", "Device")
@@ -59,6 +59,16 @@ def role_definition(role_definition_id: Any) -> roles.RoleDefinition:
     return role
 
 
+def _directory_object_type(session: Session, tenant_id: str, object_id: str) -> str | None:
+    """ServicePrincipal, User or Group: what the object id is in this tenant's directory (None if nothing)."""
+    for model, principal_type in ((ServicePrincipal, "ServicePrincipal"), (User, "User"),
+                                  (DirectoryGroup, "Group")):
+        found = session.get(model, object_id)
+        if found is not None and found.tenant_id == tenant_id:
+            return principal_type
+    return None
+
+
 def create(session: Session, tenant_id: str, scope: str, name: str, request: AssignmentRequest,
            caller_object_id: str) -> tuple[RoleAssignment, bool]:
     """PUT: 201 new, 200 for an identical re-PUT, 409 when the same grant exists under another name."""
@@ -69,17 +79,15 @@ def create(session: Session, tenant_id: str, scope: str, name: str, request: Ass
         raise BadRequest(f"The Principal ID '{request.principal_id[:100]}' is not valid. Principal ID must be a GUID.",
                          code="InvalidPrincipalId", target="principalId")
     principal_id = request.principal_id.lower()
-    principal = session.get(ServicePrincipal, principal_id)
-    if principal is not None and principal.tenant_id != tenant_id:
-        principal = None
-    if principal is None and request.principal_type is None:
+    found_type = _directory_object_type(session, tenant_id, principal_id)
+    if found_type is None and request.principal_type is None:
         raise BadRequest(
             f"Principal {principal_id} does not exist in the directory {tenant_id}. Check that you have the correct "
             "principal ID. If you are creating this principal and then immediately assigning a role, this error "
             "might be related to a replication delay. In this case, set the role assignment principalType property "
             "to a value, such as ServicePrincipal, User, or Group. See https://aka.ms/docs-principaltype",
             code="PrincipalNotFound", target="principalId")
-    principal_type = request.principal_type or "ServicePrincipal"
+    principal_type = request.principal_type or found_type
 
     existing = session.get(RoleAssignment, name)
     if existing is not None:

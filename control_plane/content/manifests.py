@@ -82,8 +82,9 @@ def parse(body: bytes, content_type: str | None) -> ParsedManifest:
     if not isinstance(document, dict):
         raise ManifestInvalid("manifest is not a JSON object")
     media_type = _media_type(document, content_type)
-    if document.get("schemaVersion") != 2 or isinstance(document.get("schemaVersion"), bool):
-        raise ManifestInvalid("schemaVersion must be 2", detail={"schemaVersion": str(document.get("schemaVersion"))})
+    schema_version = document.get("schemaVersion")
+    if type(schema_version) is not int or schema_version != 2:  # not True, not 2.0: the integer 2
+        raise ManifestInvalid("schemaVersion must be 2", detail={"schemaVersion": str(schema_version)[:20]})
     artifact_type = document.get("artifactType")
     if artifact_type is not None and not _is_media_type(artifact_type):
         raise ManifestInvalid("artifactType must be a media type")
@@ -120,17 +121,28 @@ def config_platform(config: bytes) -> tuple[str | None, str | None]:
 
 
 def _media_type(document: dict, content_type: str | None) -> str:
+    """The manifest's type: its `mediaType`, which the Content-Type must repeat when both are given, else the
+    Content-Type's.
+
+    A Content-Type that names another (or an unknown) type than the body's `mediaType` is refused, as Distribution
+    does: the type a client declares is the one every later pull is served with, so the two must not disagree.
+    Image-spec only says an OCI manifest or index SHOULD carry `mediaType`, so without one the Content-Type types
+    it; Docker's schema 2 manifest and list MUST carry theirs (Distribution refuses them without it). A missing
+    Content-Type leaves the body's `mediaType` to decide. Parameters (`; charset=…`) are ignored.
+    """
     declared = document.get("mediaType")
     sent = (content_type or "").split(";", 1)[0].strip().lower()
     if declared is not None:
-        if declared not in MEDIA_TYPES:
+        if not isinstance(declared, str) or declared not in MEDIA_TYPES:
             raise ManifestInvalid("unknown manifest media type", detail={"mediaType": str(declared)[:255]})
-        if sent in MEDIA_TYPES and sent != declared:
+        if sent and sent != declared:
             raise ManifestInvalid("the manifest's mediaType does not match its Content-Type",
-                                  detail={"mediaType": declared, "contentType": sent})
+                                  detail={"mediaType": declared, "contentType": sent[:255]})
         return declared
-    if sent in MEDIA_TYPES:
+    if sent in (OCI_MANIFEST, OCI_INDEX):
         return sent
+    if sent in (DOCKER_MANIFEST, DOCKER_LIST):
+        raise ManifestInvalid("a Docker manifest must declare its mediaType", detail={"contentType": sent})
     raise ManifestInvalid("unknown manifest media type", detail={"contentType": sent[:255]})
 
 

@@ -65,6 +65,8 @@ class RepositoryBlob(Base):
                                                primary_key=True)
     digest: Mapped[str] = mapped_column(sa.String(DIGEST_LENGTH), primary_key=True)
     registry_id: Mapped[str] = mapped_column(sa.String(36))
+    # Also touched when the blob is pushed or mounted again and when a manifest referencing it is deleted: the
+    # sweep's grace period counts from the newest link's value.
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     __table_args__ = (
@@ -103,7 +105,8 @@ class Manifest(ChangeableAttributes, Base):
 class ManifestReference(Base):
     """What a manifest points at: its config and layers (`blob`) or, for an index, its manifests (`manifest`).
 
-    Deleting a manifest frees the blobs no other manifest of the registry references."""
+    A blob is kept while any manifest of the registry references it; once none does (and no link was touched for
+    the grace period), `sweep_unreferenced` frees it."""
 
     __tablename__ = "manifest_references"
 

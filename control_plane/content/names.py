@@ -17,6 +17,8 @@ MAX_REPOSITORY_LENGTH = 256
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 REPOSITORY = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
 TAG = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
+# What a tag is made of, whatever its first character or length: a read by such a reference is merely unknown.
+TAG_CHARACTERS = re.compile(r"[a-zA-Z0-9._-]{1,256}")
 # The image-spec's general digest grammar; only the algorithms below are accepted.
 DIGEST = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
 HEX_LENGTHS = {"sha256": 64, "sha512": 128}

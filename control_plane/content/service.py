@@ -6,6 +6,11 @@ are the index and the only thing that makes content visible: a blob row is writt
 verified and its bytes moved to their content-addressed key, so a crash at any point leaves at worst an unreferenced
 object (which `control-plane doctor` removes after a grace period), never a visible partial blob.
 
+Freeing is deferred, as in ACR: deleting a manifest removes it and its tags but leaves the repository's blob links,
+so a client may still DELETE (or pull) the config and layers it just orphaned. `sweep_unreferenced` frees the blobs
+that stayed unreferenced for SWEEP_GRACE; it runs right after every manifest delete (for that registry) and from
+`control-plane doctor --repair` (for all of them). A blob DELETE frees at once what nothing else references or links.
+
 Races are decided by the database, never by a check before a write: blob, link, repository and manifest rows are
 inserted with `insert_unless_duplicate`, each upload chunk is accepted by the conditional UPDATE that moves the
 session's size from the chunk's start, and a finishing upload claims its session by deleting the row.
@@ -16,11 +21,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import itertools
+import logging
 import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -62,15 +68,29 @@ from control_plane.registries.models import Registry
 from control_plane.storage import StorageRouter
 from control_plane.storage.base import ObjectNotFound, StorageError
 
+log = logging.getLogger("control_plane.content")
+
 DELETING = "Deleting"
 CONFIG_READ_LIMIT = 1024 * 1024  # an image config larger than this is not read for its os/architecture
 READ_URL_SECONDS = 20 * 60  # ACR's SAS URLs live 20 minutes
-# A chunk's claim on its session lapses this long after its last sign of life (a writer killed mid-chunk, whose
-# client then retries the chunk), and is renewed while bytes flow: after CLAIM_RENEW_BYTES or CLAIM_RENEW_SECONDS,
-# whichever comes first. A live writer's gaps are bounded by the slow-client guard (30 s without a byte cuts it).
-CLAIM_LEASE_SECONDS = 60
-CLAIM_RENEW_BYTES = 16 * 1024 * 1024
-CLAIM_RENEW_SECONDS = 10.0
+# A chunk's claim on its session lapses CLAIM_LEASE_SECONDS after its last sign of life, and is renewed (one UPDATE)
+# whenever CLAIM_RENEW_SECONDS passed since the last renewal while bytes flow, and once more at the end of the body.
+# The trade-off: a short lease means a writer killed mid-chunk (kill -9, a lost replica) stops blocking its session
+# within seconds, so the client's resume works right after a restart; the price is one UPDATE per upload every
+# CLAIM_RENEW_SECONDS, and a live writer stalled longer than the lease loses the session to a retry of the same
+# chunk (it then stops: every chunk is checked before it is written). The check-before-write holds as long as the
+# store writes a chunk within CLAIM_LEASE_SECONDS - CLAIM_RENEW_SECONDS of receiving it.
+# A chunk or finish that finds the session claimed at its offset waits (polling) up to one lease for the claim to
+# lapse or the size to move, so a resume right after a restart is not refused while the dead claim runs out.
+CLAIM_LEASE_SECONDS = 6
+CLAIM_RENEW_SECONDS = 2.0
+CLAIM_POLL_SECONDS = 0.25
+# How long a blob must have gone unreferenced before `sweep_unreferenced` frees it: longer than a push takes from
+# uploading (or finding by HEAD) a blob to putting the manifest that references it, and long enough for a client
+# that deleted a manifest to delete its blobs too. Measured from the blob's newest repository link (created, or
+# touched by a re-push, a mount or the delete of a manifest that referenced it).
+SWEEP_GRACE = timedelta(minutes=15)
+SWEEP_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -252,7 +272,9 @@ class ContentService:
         return BlobLocation(info, self._store(reg), reg.container, key, local_path, read_url)
 
     def delete_blob(self, reg: RegistryRef, repository: str, digest: str) -> None:
-        """Unlinks the blob from the repository; its bytes go when nothing else in the registry needs them."""
+        """Unlinks the blob from the repository, and frees it at once (row now, bytes after the commit) when no
+        manifest of the registry references or is it and no other repository links it; otherwise the sweep frees
+        it once nothing needs it any more."""
         names.repository(repository)
         names.digest(digest)
         with self.db.session() as session:
@@ -262,8 +284,8 @@ class ContentService:
                 RepositoryBlob.repository_id == repo.id, RepositoryBlob.digest == digest)).rowcount
             if not unlinked:
                 raise BlobUnknown(detail={"digest": digest})
-            freed = _free_blobs(session, reg.id, {digest}, ignore_links_of=None)
-        self._delete_objects(reg, freed)
+            freed = _delete_unkept(session, reg.id, [digest], cutoff=None)
+        _delete_objects(self.db, self._store(reg), reg.id, reg.container, freed)
 
     def mount_blob(self, reg: RegistryRef, repository: str, digest: str,
                    from_repository: str | None) -> BlobInfo | None:
@@ -277,19 +299,23 @@ class ContentService:
         except NameInvalid:
             return None
         with self.db.session() as session:
+            # FOR SHARE (PostgreSQL): a sweep freeing this blob either finished (no row: a plain upload) or waits.
             size = session.scalar(
                 sa.select(Blob.size)
                 .join(RepositoryBlob, sa.and_(Blob.registry_id == RepositoryBlob.registry_id,
                                               Blob.digest == RepositoryBlob.digest))
                 .join(Repository, Repository.id == RepositoryBlob.repository_id)
                 .where(Repository.registry_id == reg.id, Repository.name == from_repository,
-                       Repository.read_enabled.is_(True), Blob.digest == digest))
+                       Repository.read_enabled.is_(True), Blob.digest == digest)
+                .with_for_update(read=True, of=Blob))
             if size is None:
                 return None
             repo = self._ensure_repository(session, reg, repository)
             _check_writable(repo)
-            insert_unless_duplicate(session, RepositoryBlob(repository_id=repo.id, digest=digest,
-                                                            registry_id=reg.id))
+            try:
+                _link_blob(session, repo.id, reg.id, digest)
+            except sa.exc.IntegrityError:  # SQLite: the blob was freed between the read and the link
+                return None
         return BlobInfo(digest, size)
 
     # -- uploads ----------------------------------------------------------------------------------------------
@@ -314,22 +340,30 @@ class ContentService:
 
         The chunk first claims the session (a conditional UPDATE `WHERE size = :start` and no live claim), so no
         other request can write the same bytes meanwhile; its arrival then moves `size` and drops the claim in one
-        UPDATE. A failed write drops the claim and leaves `size` as it was: the client sends the chunk again."""
+        UPDATE. A failed write drops the claim and leaves `size` as it was: the client sends the chunk again. A
+        claim held at `start` (a concurrent chunk, or a dead writer's) is waited out for up to one lease, so the
+        offset `upload_status` reports is the one a chunk can be sent at, right after a restart too."""
         upload = self._upload(reg, repository, upload_id)
         if start is None:
             start = upload.size
         if start != upload.size:
             raise _range_invalid(upload.size)
         token = str(uuid.uuid4())
-        now = utcnow()
-        with self.db.session() as session:
-            claimed = session.execute(
-                sa.update(UploadSession)
-                .where(UploadSession.id == upload_id, UploadSession.size == start, _unclaimed(now))
-                .values(claim=token, updated_at=now)
-                .execution_options(synchronize_session=False)).rowcount
-        if not claimed:
-            raise _range_invalid(start)
+
+        def claim() -> bool:
+            now = utcnow()
+            with self.db.session() as session:
+                return bool(session.execute(
+                    sa.update(UploadSession)
+                    .where(UploadSession.id == upload_id, UploadSession.size == start, _unclaimed(now))
+                    .values(claim=token, updated_at=now)
+                    .execution_options(synchronize_session=False)).rowcount)
+
+        won, size = self._claiming(upload_id, start, claim)
+        if not won:
+            if size is None:
+                raise BlobUploadUnknown(detail={"uploadId": upload_id})
+            raise _range_invalid(size)
         hasher = HASH_CACHE.get(upload_id, start) or (hashlib.sha256() if start == 0 else None)
         stream = _hashing(chunks, hasher) if hasher is not None else chunks
         try:
@@ -355,26 +389,50 @@ class ContentService:
             HASH_CACHE.put(upload_id, start + written, hasher)
         return UploadState(upload_id, start + written)
 
+    def _claiming(self, upload_id: str, start: int, attempt: Callable[[], bool]) -> tuple[bool, int | None]:
+        """Runs `attempt` (a conditional claim of the session at `start`) until it wins, the session leaves `start`
+        or goes, or a claim outlives one lease (a live writer): (won, the session's size — None when it is gone).
+
+        Polling, not a lock: the claim is a row value any replica may hold, and a dead writer's lapses by time."""
+        deadline = time.monotonic() + CLAIM_LEASE_SECONDS + CLAIM_POLL_SECONDS
+        while True:
+            if attempt():
+                return True, start
+            with self.db.reading() as session:
+                size = session.scalar(sa.select(UploadSession.size).where(UploadSession.id == upload_id))
+            if size != start or time.monotonic() >= deadline:
+                return False, size
+            time.sleep(CLAIM_POLL_SECONDS)
+
     def _keeping_claim(self, chunks: Iterable[bytes], upload_id: str, token: str) -> Iterator[bytes]:
-        """Passes the stream on, renewing the claim's lease as bytes flow; a claim that was lost stops the write."""
-        since, renewed = 0, time.monotonic()
+        """Passes the stream on, renewing the claim's lease every CLAIM_RENEW_SECONDS while bytes flow and once more
+        when the body ends late (the store writes its last block then); a claim that was lost stops the write
+        before another byte reaches the store."""
+        renewed = time.monotonic()
+
+        def renew() -> None:
+            nonlocal renewed
+            renewed = time.monotonic()
+            with self.db.session() as session:
+                kept = session.execute(
+                    sa.update(UploadSession).where(UploadSession.id == upload_id, UploadSession.claim == token)
+                    .values(updated_at=utcnow()).execution_options(synchronize_session=False)).rowcount
+            if not kept:
+                raise _range_invalid(0)
+
         for chunk in chunks:
-            since += len(chunk)
-            if since >= CLAIM_RENEW_BYTES or time.monotonic() - renewed >= CLAIM_RENEW_SECONDS:
-                since, renewed = 0, time.monotonic()
-                with self.db.session() as session:
-                    kept = session.execute(
-                        sa.update(UploadSession).where(UploadSession.id == upload_id, UploadSession.claim == token)
-                        .values(updated_at=utcnow()).execution_options(synchronize_session=False)).rowcount
-                if not kept:
-                    raise _range_invalid(0)
+            if time.monotonic() - renewed >= CLAIM_RENEW_SECONDS:
+                renew()
             yield chunk
+        if time.monotonic() - renewed >= CLAIM_RENEW_SECONDS:
+            renew()
 
     def finish_upload(self, reg: RegistryRef, repository: str, upload_id: str, digest: str,
                       chunks: Iterable[bytes]) -> BlobInfo:
         """Appends the final body (maybe empty), verifies the digest and publishes the blob.
 
-        The session row is deleted first (the claim: of two concurrent finishes one proceeds). A wrong digest is
+        The session row is deleted first (the claim: of two concurrent finishes one proceeds; a chunk's claim
+        still held at the final size is waited out as in `append_upload`). A wrong digest is
         DigestInvalid and discards the stored bytes, so nothing half-stored remains; a storage failure gives the
         session back (StorageUnavailable), so the client's retry of the same PUT can finish it."""
         parsed = names.digest(digest)
@@ -384,10 +442,13 @@ class ContentService:
             self.append_upload(reg, repository, upload_id, rest, None)
         upload = self._upload(reg, repository, upload_id)
         size = upload.size
-        with self.db.session() as session:
-            claimed = session.execute(sa.delete(UploadSession).where(
-                UploadSession.id == upload_id, UploadSession.size == size, _unclaimed(utcnow()))).rowcount
-        if not claimed:
+
+        def claim() -> bool:
+            with self.db.session() as session:
+                return bool(session.execute(sa.delete(UploadSession).where(
+                    UploadSession.id == upload_id, UploadSession.size == size, _unclaimed(utcnow()))).rowcount)
+
+        if not self._claiming(upload_id, size, claim)[0]:
             raise BlobUploadUnknown(detail={"uploadId": upload_id})
         key = upload_key(upload_id)
         try:
@@ -472,10 +533,11 @@ class ContentService:
             with self.db.session() as session:
                 repo = self._ensure_repository(session, reg, repository)
                 _check_writable(repo)
-                image_size = len(body) + self._check_references(session, repo, parsed)
+                # The writes come before the reference check: on SQLite the first write takes the database's write
+                # lock, so no sweep can free a checked blob before this commits (PostgreSQL: the check's FOR SHARE).
                 insert_unless_duplicate(session, Blob(registry_id=reg.id, digest=digest, size=len(body)))
-                insert_unless_duplicate(session, RepositoryBlob(repository_id=repo.id, digest=digest,
-                                                                registry_id=reg.id))
+                _link_blob(session, repo.id, reg.id, digest)
+                image_size = len(body) + self._check_references(session, repo, parsed)
                 manifest = Manifest(
                     repository_id=repo.id, digest=digest, registry_id=reg.id, media_type=parsed.media_type,
                     artifact_type=parsed.reported_artifact_type, config_media_type=parsed.config_media_type,
@@ -500,12 +562,19 @@ class ContentService:
         return ManifestInfo(digest, parsed.media_type, len(body), parsed.subject.digest if parsed.subject else None)
 
     def get_manifest(self, reg: RegistryRef, repository: str, reference: str) -> ManifestContent:
+        """The manifest by digest or tag. A reference made of tag characters that breaks the tag grammar (such as
+        the conformance suite's `.INVALID_MANIFEST_NAME`) names nothing the registry could hold: MANIFEST_UNKNOWN
+        (404), as Distribution answers; one with other characters is TAG_INVALID, a malformed digest DIGEST_INVALID."""
         names.repository(repository)
         by_digest = names.is_digest(reference)
         if by_digest:
             names.digest(reference)
-        else:
-            names.tag(reference)
+        elif not names.TAG.fullmatch(reference):
+            if not names.TAG_CHARACTERS.fullmatch(reference):
+                names.tag(reference)  # raises TagInvalid
+            with self.db.reading() as session:
+                self._repository(session, reg, repository)
+            raise ManifestUnknown(detail={"reference": reference[:200]})
         with self.db.reading() as session:
             query = sa.select(Manifest.digest, Manifest.media_type, Manifest.body, Manifest.size,
                               Manifest.read_enabled, Repository.read_enabled.label("repository_readable"))
@@ -529,12 +598,14 @@ class ContentService:
         return ManifestContent(row.digest, row.media_type, row.body, row.size)
 
     def delete_manifest(self, reg: RegistryRef, repository: str, digest: str, who: RequestInfo) -> None:
-        """Deletes the manifest and its tags, records a `delete` event, and frees the blobs (its config and layers,
-        and its own bytes) that no other manifest or repository of the registry references.
+        """Deletes the manifest and its tags and records a `delete` event; its blobs (config, layers and its own
+        bytes) stay linked to the repository, so the client may still delete (or pull) them.
 
-        Freeing runs synchronously on delete (ACR frees untagged content the same way): rows go in the deleting
-        transaction, the stored objects right after it commits. An object a storage failure leaves behind is
-        unreferenced drift that `control-plane doctor` removes."""
+        Freeing is deferred, as in ACR: the links of the blobs it referenced are touched, and once they stayed
+        unreferenced for SWEEP_GRACE, a sweep frees them (rows, then stored objects). That sweep runs for the
+        registry right after this delete commits — freeing what earlier deletes and abandoned pushes left past
+        the grace — and for every registry from `control-plane doctor --repair`. Until then listUsages' Size counts
+        their bytes."""
         names.repository(repository)
         names.digest(digest)
         with self.db.session() as session:
@@ -550,14 +621,26 @@ class ContentService:
             referenced = set(session.scalars(sa.select(ManifestReference.digest).where(
                 ManifestReference.repository_id == repo.id, ManifestReference.manifest_digest == digest,
                 ManifestReference.kind == "blob")))
+            # The grace of what this delete may orphan counts from now, not from when it was pushed.
+            session.execute(sa.update(RepositoryBlob)
+                            .where(RepositoryBlob.repository_id == repo.id,
+                                   RepositoryBlob.digest.in_(referenced | {digest}))
+                            .values(created_at=utcnow()).execution_options(synchronize_session=False))
             session.execute(sa.delete(Tag).where(Tag.repository_id == repo.id, Tag.digest == digest))
             session.execute(sa.delete(ManifestReference).where(ManifestReference.repository_id == repo.id,
                                                                ManifestReference.manifest_digest == digest))
             session.execute(sa.delete(Manifest).where(Manifest.repository_id == repo.id, Manifest.digest == digest))
             _record(session, reg, "delete", repository, who, digest=digest, media_type=manifest.media_type,
                     size=manifest.size)
-            freed = _free_blobs(session, reg.id, referenced | {digest}, ignore_links_of=repo.id)
-        self._delete_objects(reg, freed)
+        try:
+            self.sweep_unreferenced(reg.id)
+        except (sa.exc.SQLAlchemyError, StorageError, StorageUnavailable):  # the delete stands; the next sweep frees
+            log.warning("sweeping registry %s after a manifest delete failed", reg.id, exc_info=True)
+
+    def sweep_unreferenced(self, registry_id: str | None = None,
+                           older_than: timedelta = SWEEP_GRACE) -> list[tuple[str, str]]:
+        """See the module-level `sweep_unreferenced`; this service's database and storage."""
+        return sweep_unreferenced(self.db, self.storage, registry_id, older_than)
 
     def delete_tag(self, reg: RegistryRef, repository: str, tag: str, who: RequestInfo) -> str:
         """Removes a tag (the manifest stays) and records an `untag` event; returns the digest it pointed at."""
@@ -648,11 +731,12 @@ class ContentService:
             store.delete_object(reg.container, key)
 
     def _link(self, reg: RegistryRef, repository: str, digest: str, size: int) -> None:
+        """The verified blob's row (the insert comes first: on SQLite it takes the write lock, so no sweep can free
+        the blob between it and the link) and its link to the repository."""
         with self.db.session() as session:
             insert_unless_duplicate(session, Blob(registry_id=reg.id, digest=digest, size=size))
             repo = self._ensure_repository(session, reg, repository)
-            insert_unless_duplicate(session, RepositoryBlob(repository_id=repo.id, digest=digest,
-                                                            registry_id=reg.id))
+            _link_blob(session, repo.id, reg.id, digest)
 
     def _store_bytes(self, reg: RegistryRef, digest: str, body: bytes) -> None:
         """A manifest's bytes under its digest's key (staged, then moved, so the key never holds part of them)."""
@@ -689,7 +773,9 @@ class ContentService:
                 sa.select(Blob.digest, Blob.size)
                 .join(RepositoryBlob, sa.and_(RepositoryBlob.registry_id == Blob.registry_id,
                                               RepositoryBlob.digest == Blob.digest))
-                .where(RepositoryBlob.repository_id == repo.id, Blob.digest.in_(wanted))).all())
+                .where(RepositoryBlob.repository_id == repo.id, Blob.digest.in_(wanted))
+                .order_by(Blob.digest)
+                .with_for_update(read=True, of=Blob)).all())
             for digest, size in wanted.items():
                 if digest not in found:
                     raise ManifestBlobUnknown(detail={"digest": digest})
@@ -749,16 +835,7 @@ class ContentService:
             self._store(reg).delete_object(reg.container, key)
 
     def _delete_objects(self, reg: RegistryRef, digests: Iterable[str]) -> None:
-        """Deletes the stored objects of blobs that have no row (again) — a push that re-created one keeps it."""
-        digests = list(digests)
-        if not digests:
-            return
-        with self.db.reading() as session:
-            alive = set(session.scalars(sa.select(Blob.digest).where(Blob.registry_id == reg.id,
-                                                                     Blob.digest.in_(digests))))
-        for digest in digests:
-            if digest not in alive:
-                self._discard_object(reg, names.blob_key(digest))
+        _delete_objects(self.db, self._store(reg), reg.id, reg.container, digests)
 
     def _lexical(self, column):
         """Byte order on both databases (PostgreSQL's default collation ignores punctuation)."""
@@ -839,26 +916,100 @@ def _set_tag(session: Session, repo: Repository, tag: str, digest: str) -> None:
         raise Disallowed()
 
 
-def _free_blobs(session: Session, registry_id: str, candidates: set[str], ignore_links_of: str | None) -> list[str]:
-    """Deletes the blob rows among `candidates` that nothing keeps: no manifest of the registry references or is
-    them, and no repository links them (other than `ignore_links_of`, the repository whose manifest went).
-    Returns the digests freed; their objects are deleted once the transaction committed."""
-    if not candidates:
+def _link_blob(session: Session, repository_id: str, registry_id: str, digest: str) -> None:
+    """Links a blob to a repository, or touches an existing link: the sweep's grace counts from its `created_at`,
+    so a blob pushed again (or mounted) is not freed right after a client was told it is there."""
+    if not insert_unless_duplicate(session, RepositoryBlob(repository_id=repository_id, digest=digest,
+                                                           registry_id=registry_id)):
+        session.execute(sa.update(RepositoryBlob)
+                        .where(RepositoryBlob.repository_id == repository_id, RepositoryBlob.digest == digest)
+                        .values(created_at=utcnow()).execution_options(synchronize_session=False))
+
+
+def _unkept(registry_id: str, cutoff: datetime | None):
+    """The blobs of the registry nothing keeps: no manifest references or is them, and no repository links them —
+    or, with a cutoff, none linked (or touched a link) since it, the blob itself being older than it too."""
+    referenced = sa.exists().where(ManifestReference.registry_id == registry_id,
+                                   ManifestReference.digest == Blob.digest)
+    is_manifest = sa.exists().where(Manifest.registry_id == registry_id, Manifest.digest == Blob.digest)
+    linked = sa.exists().where(RepositoryBlob.registry_id == registry_id, RepositoryBlob.digest == Blob.digest)
+    conditions = [Blob.registry_id == registry_id, ~referenced, ~is_manifest]
+    if cutoff is None:
+        conditions.append(~linked)
+    else:
+        conditions += [Blob.created_at < cutoff, ~linked.where(RepositoryBlob.created_at >= cutoff)]
+    return sa.and_(*conditions)
+
+
+def _delete_unkept(session: Session, registry_id: str, digests: list[str], cutoff: datetime | None) -> list[str]:
+    """Deletes the rows (blob, and by cascade its links) of those `digests` that `_unkept` still holds for, and
+    returns them; their objects go once the transaction committed.
+
+    Race-safe against a push referencing or linking one of them: on PostgreSQL the rows are locked first (in digest
+    order) and the condition is evaluated by the DELETE after the lock, so a concurrent manifest PUT (its check
+    holds FOR SHARE) or link (its foreign key holds KEY SHARE) either committed before — and is seen — or waits and
+    then finds no row. On SQLite the one DELETE statement is atomic and pushes check after taking the write lock."""
+    if not digests:
         return []
-    kept = set(session.scalars(sa.select(ManifestReference.digest).where(
-        ManifestReference.registry_id == registry_id, ManifestReference.digest.in_(candidates))))
-    kept |= set(session.scalars(sa.select(Manifest.digest).where(
-        Manifest.registry_id == registry_id, Manifest.digest.in_(candidates))))
-    links = sa.select(RepositoryBlob.digest).where(RepositoryBlob.registry_id == registry_id,
-                                                   RepositoryBlob.digest.in_(candidates))
-    if ignore_links_of is not None:
-        links = links.where(RepositoryBlob.repository_id != ignore_links_of)
-    kept |= set(session.scalars(links))
-    freed = sorted(candidates - kept)
-    if freed:
-        session.execute(sa.delete(RepositoryBlob).where(RepositoryBlob.registry_id == registry_id,
-                                                        RepositoryBlob.digest.in_(freed)))
-        session.execute(sa.delete(Blob).where(Blob.registry_id == registry_id, Blob.digest.in_(freed)))
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.select(Blob.digest).where(Blob.registry_id == registry_id, Blob.digest.in_(digests))
+                        .order_by(Blob.digest).with_for_update()).all()
+    return list(session.scalars(sa.delete(Blob).where(_unkept(registry_id, cutoff), Blob.digest.in_(digests))
+                                .returning(Blob.digest)))
+
+
+def _delete_objects(db: Database, store: Any, registry_id: str, container: str, digests: Iterable[str]) -> None:
+    """Deletes the stored objects of blobs that have no row (again) — a push that re-created one keeps it. Best
+    effort: an object a storage failure leaves behind is unreferenced drift that `control-plane doctor` removes."""
+    digests = list(digests)
+    if not digests:
+        return
+    with db.reading() as session:
+        alive = set(session.scalars(sa.select(Blob.digest).where(Blob.registry_id == registry_id,
+                                                                 Blob.digest.in_(digests))))
+    for digest in digests:
+        if digest not in alive:
+            with contextlib.suppress(StorageError):
+                store.delete_object(container, names.blob_key(digest))
+
+
+def unreferenced_blobs(db: Database, registry_id: str, older_than: timedelta = SWEEP_GRACE) -> list[str]:
+    """The digests `sweep_unreferenced` would free in the registry now (what `control-plane doctor` reports)."""
+    with db.reading() as session:
+        return list(session.scalars(sa.select(Blob.digest).where(_unkept(registry_id, utcnow() - older_than))
+                                    .order_by(Blob.digest)))
+
+
+def sweep_unreferenced(db: Database, storage: StorageRouter, registry_id: str | None = None,
+                       older_than: timedelta = SWEEP_GRACE) -> list[tuple[str, str]]:
+    """Frees the blobs that stayed unreferenced for `older_than`: no manifest of the registry references or is
+    them, and no repository linked them (or had a link touched) within it — blobs whose last manifest went, blobs
+    a repository DELETE unlinked, and blobs pushed but never referenced (an abandoned push does not leak).
+
+    Rows go in batches of SWEEP_BATCH (one transaction each), the stored objects after each commits. Runs for a
+    registry right after each manifest delete in it (ContentService.delete_manifest), and for every registry (or
+    `registry_id`) from `control-plane doctor --repair`. Registries being deleted are skipped (their container
+    goes with them). Returns (registry id, digest) of what it freed."""
+    query = sa.select(Registry.id, Registry.location, Registry.container_name).where(
+        Registry.provisioning_state != DELETING)
+    if registry_id is not None:
+        query = query.where(Registry.id == registry_id)
+    with db.reading() as session:
+        registries = session.execute(query).all()
+    freed: list[tuple[str, str]] = []
+    for row in registries:
+        cutoff = utcnow() - older_than
+        while True:
+            with db.reading() as session:
+                candidates = list(session.scalars(sa.select(Blob.digest).where(_unkept(row.id, cutoff))
+                                                  .order_by(Blob.digest).limit(SWEEP_BATCH)))
+            with db.session() as session:
+                batch = _delete_unkept(session, row.id, candidates, cutoff)
+            if batch:
+                _delete_objects(db, storage.for_location(row.location), row.id, row.container_name, batch)
+                freed += [(row.id, digest) for digest in batch]
+            if len(candidates) < SWEEP_BATCH or not batch:
+                break
     return freed
 
 

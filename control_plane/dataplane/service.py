@@ -214,10 +214,12 @@ def refresh_token_login(session: Session, tokens: RegistryTokens, target: Servic
         caller = tokens.read_refresh_token(refresh_token, target.audience)
     except InvalidToken as exc:
         raise Unauthorized(f"The refresh token is invalid. {exc}") from None
-    principal = session.get(ServicePrincipal, caller.object_id)
+    principal = identity.directory_caller(session, caller.object_id, caller.tenant_id)
     if principal is None:
-        raise Unauthorized("The refresh token belongs to a principal that no longer exists.")
-    return Login(principal.app_id, principal=(principal.object_id, principal.tenant_id))
+        raise Unauthorized("The refresh token belongs to a principal or user that no longer exists or is disabled.")
+    # A token's `sub`: the principal's appId, or the user's UPN, as ACR names who pushed.
+    subject = principal.app_id if isinstance(principal, ServicePrincipal) else principal.user_principal_name
+    return Login(subject, principal=(principal.object_id, principal.tenant_id))
 
 
 def split_path_style(name: str) -> tuple[str, str] | None:
@@ -254,6 +256,6 @@ def exchange(session: Session, issuer: TokenIssuer, tokens: RegistryTokens, targ
         raise Unauthorized(f"The access token is invalid. {exc}") from None
     if tenant and tenant.lower() != caller.tenant_id:
         raise Unauthorized("The access token was issued by another tenant than the one named.")
-    if identity.principal_by_object_id(session, caller.object_id) is None:
-        raise Unauthorized("The access token belongs to a principal that no longer exists.")
+    if not identity.principal_exists(session, caller.object_id):
+        raise Unauthorized("The access token belongs to a principal or user that no longer exists or is disabled.")
     return tokens.refresh_token(caller, target.audience)

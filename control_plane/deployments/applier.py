@@ -128,7 +128,7 @@ def preflight(services: Any, session: Session, deployment_plan: Plan, caller: Ca
 
 def authorize(permissions: policy.Permissions, caller: Caller, action: str, resource_id: str) -> None:
     if not permissions.allows(action, resource_id):
-        raise Forbidden(policy.denial_message(caller.app_id, caller.object_id, action, resource_id))
+        raise Forbidden(policy.denial_message(caller.client_name, caller.object_id, action, resource_id))
 
 
 def split_parameters(deployment_plan: Plan, supplied: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -60,6 +60,11 @@ class Caller:
     display_name: str
     principal_type: str = "ServicePrincipal"
 
+    @property
+    def client_name(self) -> str:
+        """How Azure's messages and systemData name the caller: a user by UPN, an application by its appId."""
+        return self.display_name if self.principal_type == "User" else self.app_id
+
 
 @dataclass(frozen=True)
 class UserSession:

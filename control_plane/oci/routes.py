@@ -16,7 +16,9 @@ import re
 from collections.abc import Callable, Iterator
 from urllib.parse import quote
 
-from flask import Blueprint, Response, g, request, send_file
+from flask import Blueprint, Response, g, request
+from werkzeug.utils import send_file
+from werkzeug.wsgi import FileWrapper
 
 from control_plane.content import names
 from control_plane.content.errors import (
@@ -38,6 +40,7 @@ from control_plane.oci.targets import content, host_target, is_host_style, path_
 bp = Blueprint("oci", __name__)
 
 CHUNK_BYTES = 1024 * 1024
+FILE_BLOCK_BYTES = 1024 * 1024
 MAX_PAGE = 10000  # `n` above this is clamped (and a Link sent when more follow)
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 PULL, PUSH, DELETE = (scopes.PULL,), (scopes.PULL, scopes.PUSH), (scopes.DELETE,)
@@ -132,8 +135,13 @@ def _blob_get(name: str, digest: str) -> Response:
     if location.read_url is not None:
         return _empty(307, {"Location": location.read_url, "Docker-Content-Digest": location.info.digest})
     if location.local_path is not None:
-        response = send_file(location.local_path, mimetype="application/octet-stream", conditional=True,
-                             etag=False, max_age=None, last_modified=None)
+        # The server's file wrapper: sendfile(2) without TLS; under TLS it reads the file in blocks, which must be
+        # far larger than the 8 KiB default (each block is one TLS write).
+        server_wrapper = request.environ.get("wsgi.file_wrapper", FileWrapper)
+        environ = {**request.environ,
+                   "wsgi.file_wrapper": lambda file, _size=None: server_wrapper(file, FILE_BLOCK_BYTES)}
+        response = send_file(location.local_path, environ, mimetype="application/octet-stream", conditional=True,
+                             etag=False, max_age=None, last_modified=None, response_class=Response)
         response.headers["Docker-Content-Digest"] = location.info.digest
         response.headers["Accept-Ranges"] = "bytes"
         return response

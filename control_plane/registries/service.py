@@ -109,6 +109,9 @@ def check_name_availability(session: Session, name: Any, resource_type: Any) -> 
 
 
 def _caller_fields(caller: Caller) -> tuple[str, str]:
+    """systemData's createdBy/createdByType: a user's UPN and "User", else the application's appId."""
+    if caller.principal_type == "User":
+        return caller.client_name, "User"
     return caller.app_id or caller.object_id, "Application"
 
 
