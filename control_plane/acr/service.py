@@ -1,8 +1,9 @@
 """ACR's metadata API over the content models: repositories, tags and manifests with their `changeableAttributes`.
 
 Reads are plain queries over the content tables. Attribute updates are written here; deletes go through the
-content service (`delete_manifest`, `delete_tag`), which enforces the locks, frees blobs and records the events
-in the same transaction as the change.
+content service (`delete_manifest`, `delete_tag`, `delete_blob`), which enforces the locks and records the events
+in the same transaction as the change; blobs no manifest references any more are freed by the content service's
+sweep, or at once by the blob deletes a repository delete makes.
 
 Listing rules: `listEnabled=false` hides a repository from the catalog and a tag or manifest from its list (a GET
 by name still finds it). A repository is visible once it holds a manifest: upload sessions and mounted blobs alone

@@ -8,7 +8,8 @@ and metrics, and whatever blueprints are handed to `create_registry_app` (the AC
 
 `DataPlaneDispatcher` sends a request to the registry app when its Host (port ignored) is `<registry>.<suffix host>`
 (host style), or when it is on any other host and its path is `/v2` or under it (path style); everything else goes
-to the management app. With `serves=registry` there is no management app and everything goes to the registry app.
+to the management app; so does `/acr/v1/…` on the service's own host (path style: `/acr/v1/<registry>/<repository>`).
+With `serves=registry` there is no management app and everything goes to the registry app.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask
 
+from control_plane import cors
 from control_plane.content.service import ContentService
 from control_plane.context import AppContext
 from control_plane.observability import access
@@ -46,6 +48,8 @@ def create_registry_app(context: AppContext, extra_blueprints: Iterable[Blueprin
     for blueprint in (oci_bp, token_bp, observability_bp, *extra_blueprints):
         app.register_blueprint(blueprint)
     access.install(app)  # first: its clock starts before, and its log line is written after, every other hook
+    # Before http.install: for an allowed origin, the data plane's expose list replaces http's fixed one.
+    cors.install(app, settings, cors.REGISTRY_EXPOSE_HEADERS)
     http.install(app)
     return app
 
