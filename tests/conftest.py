@@ -62,6 +62,21 @@ def _run(svc: servers.Service):
         svc.stop()
 
 
+@pytest.fixture(params=selected_backends())
+def two_processes(request, tmp_path):
+    """Two apps on one database, in process: two replicas, for what must hold across them (revocation)."""
+    from control_plane.app import create_app
+    from tests.support.in_process import prepared_settings
+
+    with prepared_settings(request.param, tmp_path) as settings:
+        first, second = create_app(settings), create_app(settings)
+        try:
+            yield first, second
+        finally:
+            for app in (first, second):
+                app.extensions["control_plane"].db.dispose()
+
+
 @pytest.fixture(scope="session")
 def credential(service):
     from azure.identity import ClientSecretCredential

@@ -11,26 +11,13 @@ import pytest
 import sqlalchemy as sa
 
 from control_plane import bootstrap
-from control_plane.app import create_app
 from control_plane.authorization import roles
 from control_plane.authorization import service as authorization
 from control_plane.authorization.models import RoleAssignment
 from control_plane.identity import service as identity
-from tests.conftest import selected_backends
-from tests.support.in_process import owner_headers, prepared_settings
+from tests.support.in_process import owner_headers
 
 API = "api-version=2025-04-01"
-
-
-@pytest.fixture(params=selected_backends())
-def two_processes(request, tmp_path):
-    with prepared_settings(request.param, tmp_path) as settings:
-        first, second = create_app(settings), create_app(settings)
-        try:
-            yield first, second
-        finally:
-            for app in (first, second):
-                app.extensions["control_plane"].db.dispose()
 
 
 def _reader(app) -> tuple[str, dict[str, str], str]:

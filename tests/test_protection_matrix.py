@@ -119,7 +119,7 @@ def hexid(n: int = 10) -> str:
 
 @dataclass
 class Principal:
-    app_id: str
+    client_name: str  # how Azure's 403 names the caller: an application's appId, a user's UPN
     object_id: str
     acr: ContainerRegistryManagementClient
     rmc: ResourceManagementClient
@@ -630,13 +630,13 @@ def _run(w: World, p: Principal, cell: str, grant_scope: str | None, name: str) 
 
 
 def _refusal_problems(exc: HttpResponseError, p: Principal, attempt: Attempt, name: str) -> list[str]:
-    """A 403 carries AuthorizationFailed and names the client id, object id, action and scope (HEAD: no body)."""
+    """A 403 carries AuthorizationFailed and names the client, object id, action and scope (HEAD: no body)."""
     if name == "resource_groups.check_existence":
         return []
     if exc.error is None or exc.error.code != "AuthorizationFailed":
         return [f"403 without code AuthorizationFailed: {exc.message[:300]}"]
     message = exc.error.message or ""
-    missing = [what for what, text in (("client id", p.app_id), ("object id", p.object_id),
+    missing = [what for what, text in (("client", p.client_name), ("object id", p.object_id),
                                        ("action", attempt.action), ("scope", attempt.scope))
                if f"'{text.lower()}'" not in message.lower()]
     return [f"403 message does not name the {', '.join(missing)}: {message}"] if missing else []
@@ -698,8 +698,8 @@ def test_deleting_the_scope_you_hold_completes(world, role):
 
 
 # --- users and groups: the same cells, with the role held by a user, by a group of hers, or by a group that holds
-# a group of hers. The user signs in with her password (az's public client id); refusals name that client id and
-# her object id. ------------------------------------------------------------------------------------------------------
+# a group of hers. The user signs in with her password (az's public client id); refusals name her by UPN, as Azure
+# does, and her object id. --------------------------------------------------------------------------------------
 
 AZ_CLIENT_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
 DIRECTORY_CELLS = [("user", "Reader-group"), ("user", "none"), ("group", "Contributor-registry"),
@@ -736,7 +736,8 @@ def user_principal(w: World, label: str) -> Principal:
     user = w.service.cli_json("user", "create", "--name", f"pm-{label}-{hexid(6)}", "--password", USER_PASSWORD)
     credential = PasswordCredential(w.service, user["userPrincipalName"], USER_PASSWORD)
     kwargs = client_kwargs(w.service)
-    return Principal(AZ_CLIENT_ID, user["id"], ContainerRegistryManagementClient(credential, w.sub, **kwargs),
+    return Principal(user["userPrincipalName"], user["id"],
+                     ContainerRegistryManagementClient(credential, w.sub, **kwargs),
                      ResourceManagementClient(credential, w.sub, **kwargs),
                      AuthorizationManagementClient(credential, w.sub, **kwargs))
 

@@ -27,7 +27,6 @@ from control_plane.app import create_app
 from control_plane.authorization import roles
 from control_plane.authorization import service as authorization
 from control_plane.identity import admin as directory_admin
-from tests.conftest import selected_backends
 from tests.support import tools
 from tests.support.az import Az, az_env, logged_in, register_cloud
 from tests.support.in_process import owner_headers, prepared_settings
@@ -569,17 +568,6 @@ def test_repeated_failures_lock_the_name_for_that_source(service):
 
 
 # -- in-process: two replicas on one database ---------------------------------------------------------------------
-
-
-@pytest.fixture(params=selected_backends())
-def two_processes(request, tmp_path):
-    with prepared_settings(request.param, tmp_path) as settings:
-        first, second = create_app(settings), create_app(settings)
-        try:
-            yield first, second
-        finally:
-            for app in (first, second):
-                app.extensions["control_plane"].db.dispose()
 
 
 def _user_with_group_role(app) -> tuple[dict, dict[str, str], str, str]:

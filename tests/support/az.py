@@ -87,4 +87,6 @@ def logged_in(service, config_dir: Path, cloud: str, **extra_env: str) -> Az:
     az = Az(tools.az_cli(), az_env(config_dir, service.ca, **extra_env))
     register_cloud(az, service.url, cloud)
     login(az, service.init["clientId"], service.init["clientSecret"], service.tenant_id)
+    # The principal owns every subscription other tests made: work in the service's own.
+    az.json("account", "set", "--subscription", service.subscription_id)
     return az
