@@ -89,6 +89,20 @@ AUTHORIZATION = (
 # 2020-05-01.
 LOCKS = ("2020-05-01", "2017-04-01", "2016-09-01", "2015-01-01")
 
+# Microsoft.ManagedIdentity/userAssignedIdentities: az 2.91 (azure-mgmt-msi 7.x) sends 2024-11-30; templates commonly
+# name 2023-01-31 or 2018-11-30.
+MANAGED_IDENTITY = (
+    "2025-05-31-preview",
+    "2025-01-31-preview",
+    "2024-11-30",
+    "2023-07-31-preview",
+    "2023-01-31",
+    "2022-01-31-preview",
+    "2021-09-30-preview",
+    "2018-11-30",
+    "2015-08-31-preview",
+)
+
 # Microsoft.Insights/eventtypes/management/values (the activity log): what az and azure-mgmt-monitor send.
 ACTIVITY_LOG = ("2015-04-01",)
 

@@ -107,6 +107,24 @@ LOCK_WRITE = Action(f"{AUTHORIZATION}/locks/write", "Add management locks",
 LOCK_DELETE = Action(f"{AUTHORIZATION}/locks/delete", "Delete management locks",
                      "Delete locks at the specified scope.", "Management locks", AUTHORIZATION)
 
+MANAGED_IDENTITY = "Microsoft.ManagedIdentity"
+MI_REGISTER = Action(f"{MANAGED_IDENTITY}/register/action", "Register Resource Provider",
+                     "Registers the subscription for the managed identity resource provider.", "Resource Provider",
+                     MANAGED_IDENTITY)
+MI_OPERATIONS_READ = Action(f"{MANAGED_IDENTITY}/operations/read", "List Operations",
+                            "Lists operations available on Microsoft.ManagedIdentity resource provider.",
+                            "Operations", MANAGED_IDENTITY)
+IDENTITY_READ = Action(f"{MANAGED_IDENTITY}/userAssignedIdentities/read", "Get User Assigned Identity",
+                       "Gets an existing user assigned identity.", "User Assigned Identity", MANAGED_IDENTITY)
+IDENTITY_WRITE = Action(f"{MANAGED_IDENTITY}/userAssignedIdentities/write", "Create/Update User Assigned Identity",
+                        "Creates a new user assigned identity or updates the tags associated with an existing user "
+                        "assigned identity.", "User Assigned Identity", MANAGED_IDENTITY)
+IDENTITY_DELETE = Action(f"{MANAGED_IDENTITY}/userAssignedIdentities/delete", "Delete User Assigned Identity",
+                         "Deletes an existing user assigned identity.", "User Assigned Identity", MANAGED_IDENTITY)
+IDENTITY_ASSIGN = Action(f"{MANAGED_IDENTITY}/userAssignedIdentities/assign/action",
+                         "Assign User Assigned Identity", "Assigns an existing user assigned identity to a resource.",
+                         "User Assigned Identity", MANAGED_IDENTITY)
+
 INSIGHTS = "Microsoft.Insights"
 EVENTS_READ = Action(f"{INSIGHTS}/eventtypes/values/read", "Read management event type values",
                      "Reads the activity log: the management events of a subscription.", "Event Type Values",
@@ -119,7 +137,8 @@ ALL_ACTIONS: tuple[Action, ...] = (
     PROVIDER_READ, ROLE_ASSIGNMENT_READ, ROLE_ASSIGNMENT_WRITE, ROLE_ASSIGNMENT_DELETE, ROLE_DEFINITION_READ,
     LOCK_READ, LOCK_WRITE, LOCK_DELETE, EVENTS_READ, DEPLOYMENT_READ, DEPLOYMENT_WRITE, DEPLOYMENT_DELETE,
     DEPLOYMENT_CANCEL, DEPLOYMENT_VALIDATE, DEPLOYMENT_WHAT_IF, DEPLOYMENT_EXPORT, DEPLOYMENT_OPERATIONS_READ,
-    DEPLOYMENT_OPERATION_STATUS,
+    DEPLOYMENT_OPERATION_STATUS, MI_REGISTER, MI_OPERATIONS_READ, IDENTITY_READ, IDENTITY_WRITE, IDENTITY_DELETE,
+    IDENTITY_ASSIGN,
     BATCH,
 )
 

@@ -20,8 +20,11 @@ ACR_DELETE = "c2f4ef07-c644-48eb-af81-4b1b4947fb11"
 ACR_IMAGE_SIGNER = "6cef56e8-d556-48e5-a04f-b8e64114680f"
 ACR_QUARANTINE_READER = "cdda3590-29a3-44f6-95f2-9f980659eb04"
 ACR_QUARANTINE_WRITER = "c8d4ff99-41c3-41a8-9f60-21dfdad59608"
+MANAGED_IDENTITY_CONTRIBUTOR = "e40ec5ca-96e0-45a2-b4ff-59039f2c2b59"
+MANAGED_IDENTITY_OPERATOR = "f1a07417-d97a-45cb-824c-7a7467783830"
 
 ACR = "Microsoft.ContainerRegistry/registries"
+MI = "Microsoft.ManagedIdentity/userAssignedIdentities"
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,10 @@ class RoleDefinition:
 
 @lru_cache(maxsize=512)
 def _pattern(pattern: str) -> re.Pattern:
-    return re.compile("^" + ".*".join(re.escape(part) for part in pattern.split("*")) + "$", re.IGNORECASE)
+    # A `/*/` segment may also be empty: Managed Identity Operator's `userAssignedIdentities/*/assign/action` is
+    # what lets it perform `userAssignedIdentities/assign/action` in Azure.
+    text = ".*".join(re.escape(part) for part in pattern.split("*")).replace("/.*/", "/(?:.*/)?")
+    return re.compile("^" + text + "$", re.IGNORECASE)
 
 
 def _matches(pattern: str, action: str) -> bool:
@@ -81,6 +87,15 @@ BUILT_IN_ROLES: tuple[RoleDefinition, ...] = (
     RoleDefinition(ACR_QUARANTINE_WRITER, "AcrQuarantineWriter", "acr quarantine data writer",
                    (f"{ACR}/quarantine/read", f"{ACR}/quarantine/write"),
                    data_actions=(f"{ACR}/quarantinedArtifacts/read", f"{ACR}/quarantinedArtifacts/write")),
+    RoleDefinition(MANAGED_IDENTITY_CONTRIBUTOR, "Managed Identity Contributor",
+                   "Create, Read, Update, and Delete User Assigned Identity",
+                   (f"{MI}/read", f"{MI}/write", f"{MI}/delete", "Microsoft.Authorization/*/read",
+                    "Microsoft.Insights/alertRules/*", "Microsoft.Resources/subscriptions/resourceGroups/read",
+                    "Microsoft.Resources/deployments/*", "Microsoft.Support/*")),
+    RoleDefinition(MANAGED_IDENTITY_OPERATOR, "Managed Identity Operator", "Read and Assign User Assigned Identity",
+                   (f"{MI}/*/read", f"{MI}/*/assign/action", "Microsoft.Authorization/*/read",
+                    "Microsoft.Insights/alertRules/*", "Microsoft.Resources/subscriptions/resourceGroups/read",
+                    "Microsoft.Resources/deployments/*", "Microsoft.Support/*")),
 )
 
 BY_ID = {role.id: role for role in BUILT_IN_ROLES}

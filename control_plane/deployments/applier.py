@@ -42,6 +42,7 @@ from control_plane.deployments.template import (
 )
 from control_plane.identity import service as identity
 from control_plane.identity.tokens import Caller
+from control_plane.managed_identities import service as managed_identities
 from control_plane.operations import service as operations
 from control_plane.operations.models import Operation
 from control_plane.resource_groups import service as resource_groups
@@ -217,6 +218,11 @@ def _apply_resource(run: Run, resource: PlannedResource) -> dict[str, Any] | Non
             _apply_nested(run, resource)
         else:
             body = resource.resolve(run)
+            denied = [i for i in managed_identities.assigned_identities(body.get("identity"))
+                      if not run.permissions.allows(managed_identities.ASSIGN_ACTION, i)]
+            if denied:
+                raise managed_identities.linked_authorization_failed(
+                    run.env.caller.client_name, run.env.caller.object_id, kind.write_action.name, resource.id, denied)
             rid = resources.parse(resource.id)
             if not _unchanged(run.env, kind, rid, body) and kind.apply(run.env, rid, body):
                 status = "Created"
@@ -327,24 +333,25 @@ def _conclude(env: Env, deployment_id: str, deployment_plan: Plan | None, run: R
 
 
 def _complete_mode(run: Run, deployment: deployments.Deployment, deployment_plan: Plan) -> list[dict[str, Any]]:
-    """Complete mode: the group's registries the template no longer declares are deleted (locks still hold)."""
+    """Complete mode: the group's registries and identities the template no longer declares are deleted (locks
+    still hold)."""
     declared = {r.id.lower() for r in all_resources(deployment_plan)}
     env = run.env
     errors = []
     with env.services.db.session() as session:
         group = resource_groups.find(session, deployment.subscription_id, deployment.scope.rsplit("/", 1)[-1])
-        found = resources.registries_in_group(env, session, deployment.subscription_id, group.name) if group else []
-    for registry_id in (i for i in found if i.lower() not in declared):
+        found = resources.resources_in_group(env, session, deployment.subscription_id, group.name) if group else []
+    for resource_id in (i for i in found if i.lower() not in declared):
+        rid = resources.parse(resource_id)
         with env.services.db.session() as session:
             record = deployments.open_operation(session, run.deployment_id, next(run.sequence), "Delete", {
-                "id": registry_id, "resourceName": registry_id.rsplit("/", 1)[-1],
-                "resourceType": "Microsoft.ContainerRegistry/registries"})
+                "id": resource_id, "resourceName": rid.name, "resourceType": rid.type})
         try:
-            authorize(run.permissions, env.caller, "Microsoft.ContainerRegistry/registries/delete", registry_id)
-            resources.delete_registry(env, resources.parse(registry_id))
+            authorize(run.permissions, env.caller, f"{rid.type}/delete", resource_id)
+            resources.delete_resource(env, rid)
         except Exception as exc:
             error = _error(exc)
-            errors.append({**error, "target": registry_id})
+            errors.append({**error, "target": resource_id})
             with env.services.db.session() as session:
                 deployments.close_operation(session, record, deployments.FAILED, _status_code(exc), error)
             continue
@@ -478,11 +485,11 @@ def what_if(env: Env, session: Session, deployment_plan: Plan, target: deploymen
         changes.append(change)
     if target.group is not None:
         declared = {r.id.lower() for r in all_resources(deployment_plan)}
-        for registry_id in resources.registries_in_group(env, session, target.subscription_id, target.group.name):
-            if registry_id.lower() not in declared:
-                kind = resources.KINDS[resources.REGISTRY]
-                before = kind.read(env, session, resources.parse(registry_id))
-                change = {"resourceId": registry_id, "changeType": "Delete" if mode == "Complete" else "Ignore"}
+        for resource_id in resources.resources_in_group(env, session, target.subscription_id, target.group.name):
+            if resource_id.lower() not in declared:
+                rid = resources.parse(resource_id)
+                before = resources.kind_of(rid.type).read(env, session, rid)
+                change = {"resourceId": resource_id, "changeType": "Delete" if mode == "Complete" else "Ignore"}
                 if result_format != "ResourceIdOnly" and before is not None:
                     change["before"] = before
                 changes.append(change)

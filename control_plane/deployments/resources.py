@@ -24,9 +24,13 @@ from control_plane.authorization.schemas import AssignmentCreate, assignment_to_
 from control_plane.config import normalise_location
 from control_plane.deployments import schemas as deployment_schemas
 from control_plane.deployments import service as deployments
+from control_plane.deployments.template import Deferred
 from control_plane.identity.tokens import Caller
 from control_plane.locks import schemas as lock_schemas
 from control_plane.locks import service as locks
+from control_plane.managed_identities import schemas as identity_schemas
+from control_plane.managed_identities import service as managed_identities
+from control_plane.managed_identities.models import UserAssignedIdentity
 from control_plane.operations.models import IN_PROGRESS, SUCCEEDED, Operation
 from control_plane.registries import service as registries
 from control_plane.registries.models import Registry
@@ -36,6 +40,7 @@ from control_plane.resource_groups import schemas as group_schemas
 from control_plane.resource_groups import service as resource_groups
 
 REGISTRY = "microsoft.containerregistry/registries"
+USER_ASSIGNED_IDENTITY = "microsoft.managedidentity/userassignedidentities"
 ROLE_ASSIGNMENT = "microsoft.authorization/roleassignments"
 LOCK = "microsoft.authorization/locks"
 RESOURCE_GROUP = "microsoft.resources/resourcegroups"
@@ -149,7 +154,16 @@ def _registry_desired(env: Env, body: dict[str, Any]) -> dict[str, Any]:
     view = {"location": loaded["location"], "tags": loaded["tags"], "sku": {"name": loaded["sku"]["name"]},
             "properties": with_defaults(loaded["properties"] or {})}
     if loaded.get("identity"):
-        view["identity"] = {"type": loaded["identity"]["type"]}
+        view["identity"] = _identity_view(loaded["identity"])
+    return view
+
+
+def _identity_view(identity: dict[str, Any]) -> dict[str, Any]:
+    """The identity's type and the user-assigned identities it names (ids compare case-insensitively)."""
+    view: dict[str, Any] = {"type": identity["type"]}
+    if identity.get("userAssignedIdentities"):
+        view["userAssignedIdentities"] = sorted(k.lower() for k, v in identity["userAssignedIdentities"].items()
+                                                if v is not None)
     return view
 
 
@@ -159,7 +173,7 @@ def _registry_current(arm: dict[str, Any]) -> dict[str, Any]:
     view = {"location": arm["location"], "tags": arm.get("tags") or {}, "sku": {"name": arm["sku"]["name"]},
             "properties": properties}
     if arm.get("identity"):
-        view["identity"] = {"type": arm["identity"]["type"]}
+        view["identity"] = _identity_view(arm["identity"])
     return view
 
 
@@ -180,12 +194,64 @@ def list_credentials(env: Env, rid: ResourceId) -> dict[str, Any]:
         return registries.credentials(env.services.cipher, registry)
 
 
-def registries_in_group(env: Env, session: Session, subscription_id: str, group_name: str) -> list[str]:
-    """The ids of the registries a group holds: what Complete mode deletes and what-if reports as Ignore/Delete."""
+def resources_in_group(env: Env, session: Session, subscription_id: str, group_name: str) -> list[str]:
+    """The ids of the resources a group holds: what Complete mode deletes and what-if reports as Ignore/Delete.
+    Registries first, then identities: a registry may name an identity, never the other way round."""
     group = resource_groups.find(session, subscription_id, group_name)
     if group is None:
         return []
-    return [r.arm_id for r in session.scalars(sa.select(Registry).where(Registry.resource_group_id == group.id))]
+    return [r.arm_id for r in session.scalars(sa.select(Registry).where(Registry.resource_group_id == group.id))] + \
+        [i.arm_id for i in session.scalars(sa.select(UserAssignedIdentity)
+                                           .where(UserAssignedIdentity.resource_group_id == group.id))]
+
+
+def delete_resource(env: Env, rid: ResourceId) -> None:
+    """Complete mode's delete of a resource the template no longer declares, as its route deletes it."""
+    if rid.type.lower() == REGISTRY:
+        delete_registry(env, rid)
+        return
+    with env.services.db.session() as session:
+        group = resource_groups.get(session, rid.subscription_id, rid.group or "")
+        identity = managed_identities.find(session, group, rid.name)
+        if identity is not None:
+            managed_identities.delete(session, identity)
+
+
+# --- user-assigned identities -------------------------------------------------------------------------------------
+
+
+def _read_identity(env: Env, session: Session, rid: ResourceId) -> dict[str, Any] | None:
+    group = resource_groups.find(session, rid.subscription_id, rid.group or "")
+    identity = managed_identities.find(session, group, rid.name) if group else None
+    return identity_schemas.to_arm(identity) if identity else None
+
+
+def _load_identity(env: Env, body: dict[str, Any]) -> dict[str, Any]:
+    loaded = load(identity_schemas.IdentityPut(), body)
+    loaded["location"] = validate_location(loaded["location"], env.services.settings.locations,
+                                           "resource type 'Microsoft.ManagedIdentity/userAssignedIdentities'",
+                                           "LocationNotAvailableForResourceType")
+    loaded["tags"] = validate_tags(loaded["tags"])
+    return loaded
+
+
+def _apply_identity(env: Env, rid: ResourceId, body: dict[str, Any]) -> bool:
+    managed_identities.validate_name(rid.name)
+    loaded = _load_identity(env, body)
+    with env.services.db.session() as session:
+        group = resource_groups.get_writable(session, rid.subscription_id, rid.group or "")
+        _, created = managed_identities.create_or_update(session, group, rid.name, loaded["location"],
+                                                         loaded["tags"], env.caller, env.caller.tenant_id)
+    return created
+
+
+def _identity_desired(env: Env, body: dict[str, Any]) -> dict[str, Any]:
+    loaded = _load_identity(env, body)
+    return {"location": loaded["location"], "tags": loaded["tags"]}
+
+
+def _identity_current(arm: dict[str, Any]) -> dict[str, Any]:
+    return {"location": arm["location"], "tags": arm.get("tags") or {}}
 
 
 # --- role assignments ---------------------------------------------------------------------------------------------
@@ -211,8 +277,11 @@ def _apply_assignment(env: Env, rid: ResourceId, body: dict[str, Any]) -> bool:
 
 
 def _assignment_view(properties: dict[str, Any]) -> dict[str, Any]:
-    view = {"roleDefinitionId": str(properties.get("roleDefinitionId") or "").rsplit("/", 1)[-1].lower(),
-            "principalId": str(properties.get("principalId") or "").lower()}
+    """Role and principal compared by GUID; a value known only when deployed (`reference(...).principalId`) stays
+    deferred, so what-if does not call it a change."""
+    view = {key: value if isinstance(value, Deferred) else str(value or "").rsplit("/", 1)[-1].lower()
+            for key, value in (("roleDefinitionId", properties.get("roleDefinitionId")),
+                               ("principalId", properties.get("principalId")))}
     for key in ("principalType", "description", "condition"):
         if properties.get(key) is not None:
             view[key] = properties[key]
@@ -299,6 +368,8 @@ def _nothing(_arm: dict[str, Any]) -> dict[str, Any]:
 KINDS: dict[str, Kind] = {
     REGISTRY: Kind(actions.REGISTRY_WRITE, _read_registry, _apply_registry, _registry_desired,
                    _registry_current),
+    USER_ASSIGNED_IDENTITY: Kind(actions.IDENTITY_WRITE, _read_identity, _apply_identity, _identity_desired,
+                                 _identity_current),
     ROLE_ASSIGNMENT: Kind(actions.ROLE_ASSIGNMENT_WRITE, _read_assignment, _apply_assignment,
                           _assignment_desired, _assignment_current, complete=False),
     LOCK: Kind(actions.LOCK_WRITE, _read_lock, _apply_lock, lambda env, body: _lock_view(

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from control_plane.authorization import scopes
 from control_plane.authorization import service as authorization
+from control_plane.managed_identities import service as managed_identities
 from control_plane.operations import service as operations
 from control_plane.operations.models import Operation
 from control_plane.registries import service
@@ -67,6 +68,7 @@ def delete(services: Any, operation: Operation) -> None:
         registry = session.get(Registry, operation.payload["registryId"])
         if registry is not None:
             authorization.remove_at_or_below(session, registry.arm_id)
+            managed_identities.release(session, registry.identity)
             session.delete(registry)
 
 
@@ -89,6 +91,7 @@ def delete_all_in_group(services: Any, group: ResourceGroup) -> None:
             raise operations.OperationFailed(STORAGE_FAILED, str(exc)) from None
         with services.db.session() as session:
             authorization.remove_at_or_below(session, registry.arm_id)
+            managed_identities.release(session, registry.identity)
             session.execute(sa.delete(Registry).where(Registry.id == registry.id))
 
 

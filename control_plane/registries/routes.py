@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, request
+from flask import Blueprint, g, request
 
 from control_plane.arm import api_versions
 from control_plane.arm.conditional import check_preconditions
@@ -13,6 +13,7 @@ from control_plane.authorization import actions, policy
 from control_plane.authorization.enforce import current_caller, requires, subscription_for_caller, visible_below
 from control_plane.content.service import ContentService
 from control_plane.context import app_context
+from control_plane.managed_identities import service as managed_identities
 from control_plane.registries import service
 from control_plane.registries.names import validate_name
 from control_plane.registries.schemas import NameCheck, RegenerateCredential, RegistryPatch, RegistryPut
@@ -104,12 +105,24 @@ def check_name_availability(subscription_id: str):
         return arm_json(service.check_name_availability(session, body["name"], body["type"]))
 
 
+def _check_identities_assignable(identity: dict | None, registry_scope: str) -> None:
+    """403 LinkedAuthorizationFailed unless the caller may assign every user-assigned identity the body names."""
+    denied = [i for i in managed_identities.assigned_identities(identity)
+              if not g.permissions.allows(actions.IDENTITY_ASSIGN.name, i)]
+    if denied:
+        caller = current_caller()
+        raise managed_identities.linked_authorization_failed(caller.client_name, caller.object_id,
+                                                             actions.REGISTRY_WRITE.name, registry_scope, denied)
+
+
 @bp.route(REGISTRY, methods=["PUT"])
 @versions
 @requires(actions.REGISTRY_WRITE)
 def put_registry(subscription_id: str, group_name: str, registry_name: str):
     validate_name(registry_name)
     body = load(RegistryPut(), json_body())
+    _check_identities_assignable(body.get("identity"),
+                                 policy.registry_scope(subscription_id, group_name, registry_name))
     ctx = app_context()
     location = validate_location(body["location"], ctx.settings.locations, "resource type "
                                  "'Microsoft.ContainerRegistry/registries'", "LocationNotAvailableForResourceType")
@@ -139,6 +152,8 @@ def put_registry(subscription_id: str, group_name: str, registry_name: str):
 def patch_registry(subscription_id: str, group_name: str, registry_name: str):
     raw = json_body()
     body = load(RegistryPatch(), raw)
+    _check_identities_assignable(body.get("identity"),
+                                 policy.registry_scope(subscription_id, group_name, registry_name))
     if "tags" in body:
         body["tags"] = validate_tags(body["tags"])
     ctx = app_context()

@@ -11,6 +11,8 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
+from control_plane.managed_identities.schemas import ResourceIdentity
+
 SKUS = ("Basic", "Standard", "Premium", "Classic")
 REGISTRY_TYPE = "Microsoft.ContainerRegistry/registries"
 
@@ -91,11 +93,6 @@ class Sku(Strict):
     name = ArmEnum(SKUS, required=True)
 
 
-class Identity(Strict):
-    type = ArmEnum(("SystemAssigned", "UserAssigned", "SystemAssigned, UserAssigned", "None"), required=True)
-    userAssignedIdentities = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True))
-
-
 class UpdatableProperties(Strict):
     adminUserEnabled = StrictBoolean()
     networkRuleSet = fields.Nested(NetworkRuleSet)
@@ -117,14 +114,14 @@ class RegistryPut(Strict):
     location = fields.Raw(load_default=None)
     tags = fields.Raw(load_default=None)
     sku = fields.Nested(Sku, required=True)
-    identity = fields.Nested(Identity, allow_none=True)
+    identity = fields.Nested(ResourceIdentity, allow_none=True)
     properties = fields.Nested(CreateProperties, load_default=dict, allow_none=True)
 
 
 class RegistryPatch(Strict):
     tags = fields.Raw()
     sku = fields.Nested(Sku)
-    identity = fields.Nested(Identity, allow_none=True)
+    identity = fields.Nested(ResourceIdentity, allow_none=True)
     # zoneRedundancy is read so that a PATCH changing it is refused, not silently dropped; the service checks.
     properties = fields.Nested(CreateProperties, allow_none=True)
 

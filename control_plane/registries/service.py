@@ -18,6 +18,7 @@ from control_plane.crypto import Cipher, random_password
 from control_plane.db import insert_unless_duplicate, utcnow
 from control_plane.identity.tokens import Caller
 from control_plane.locks import service as locks
+from control_plane.managed_identities import service as managed_identities
 from control_plane.operations import service as operations
 from control_plane.registries import names
 from control_plane.registries.models import Registry, RegistryView
@@ -151,22 +152,6 @@ def check_zone_redundancy_unchanged(registry: Registry, properties: dict[str, An
                          code="InvalidParameter", target="properties.zoneRedundancy")
 
 
-def _identity(identity: dict[str, Any] | None, tenant_id: str, previous: dict | None) -> dict | None:
-    if not identity or identity["type"] == "None":
-        return None
-    result: dict[str, Any] = {"type": identity["type"]}
-    if "SystemAssigned" in identity["type"]:
-        result["principalId"] = (previous or {}).get("principalId") or str(uuid.uuid4())
-        result["tenantId"] = tenant_id
-    if "UserAssigned" in identity["type"]:
-        known = (previous or {}).get("userAssignedIdentities") or {}
-        result["userAssignedIdentities"] = {
-            rid: known.get(rid) or {"principalId": str(uuid.uuid4()), "clientId": str(uuid.uuid4())}
-            for rid in (identity.get("userAssignedIdentities") or {})
-        }
-    return result
-
-
 def create_or_replace(session: Session, cipher: Cipher, group: ResourceGroup, name: str, location: str,
                       sku: str, tags: dict, properties: dict, identity: dict | None, caller: Caller,
                       tenant_id: str, login_server_suffix: str) -> Change:
@@ -178,15 +163,19 @@ def create_or_replace(session: Session, cipher: Cipher, group: ResourceGroup, na
     by, by_type = _caller_fields(caller)
     existing = session.scalar(sa.select(Registry).where(Registry.name_key == name.lower()))
     if existing is None:
+        managed_identities.check(session, identity, tenant_id, f"{group.arm_id}/providers/{REGISTRY_TYPE}/{name}")
         registry = Registry(
             id=str(uuid.uuid4()), subscription_id=group.subscription_id, resource_group_id=group.id,
             resource_group_name=group.name, name=name, name_key=name.lower(), location=location, sku=sku, tags=tags,
-            identity=_identity(identity, tenant_id, None), properties=properties, provisioning_state=CREATING,
+            identity=None, properties=properties, provisioning_state=CREATING,
             admin_password_1=cipher.encrypt(random_password()), admin_password_2=cipher.encrypt(random_password()),
             created_by=by, created_by_type=by_type, modified_by=by, modified_by_type=by_type,
         )
         registry.container_name = f"{name.lower()}-{registry.id[:8]}"
         if insert_unless_duplicate(session, registry):
+            # After the insert, so a name lost to a concurrent create never made a principal.
+            registry.identity = managed_identities.resource_identity(
+                session, identity, None, tenant_id, registry.arm_id, name, patch=False)
             return Change(registry, _start(session, PROVISION_KIND, registry), created=True)
         existing = session.scalar(sa.select(Registry).where(Registry.name_key == name.lower()))
         if existing is None:  # taken a moment ago, and already gone again
@@ -205,7 +194,8 @@ def create_or_replace(session: Session, cipher: Cipher, group: ResourceGroup, na
                          code="InvalidResourceLocation", target="location")
     check_zone_redundancy_unchanged(registry, properties)
     registry.sku, registry.tags, registry.properties = sku, tags, properties
-    registry.identity = _identity(identity, tenant_id, registry.identity)
+    registry.identity = managed_identities.resource_identity(session, identity, registry.identity, tenant_id,
+                                                             registry.arm_id, registry.name, patch=False)
     _touch(registry, caller, UPDATING)
     return Change(registry, _start(session, PROVISION_KIND, registry))
 
@@ -227,7 +217,8 @@ def update(session: Session, registry: Registry, patch: dict[str, Any], location
     if "tags" in patch:
         registry.tags = patch["tags"]
     if "identity" in patch:
-        registry.identity = _identity(patch["identity"], tenant_id, registry.identity)
+        registry.identity = managed_identities.resource_identity(session, patch["identity"], registry.identity,
+                                                                 tenant_id, registry.arm_id, registry.name, patch=True)
     _touch(registry, caller, UPDATING)
     return Change(registry, _start(session, PROVISION_KIND, registry))
 

@@ -542,9 +542,20 @@ class _Template:
                 result = self.evaluate(item, scope, ev, defer, drop_nulls, copy_ok)
                 if result is None and drop_nulls:
                     continue
-                out[key] = result
+                out[self._property_name(key, scope, ev)] = result
             return out
         return value
+
+    def _property_name(self, key: str, scope: Scope, ev: Evaluator) -> str:
+        """ARM evaluates expressions in property names too (Bicep writes `userAssignedIdentities` keyed by
+        `[resourceId(...)]`); the name must come out a string, known before deployment."""
+        if not is_expression(key):
+            return key
+        name = self.evaluate(key, scope, ev)
+        if not isinstance(name, str):
+            raise ExpressionError(f"The property name '{key[:200]}' must evaluate to a string; it evaluated to a value "
+                                  f"of type '{type_name(name)}'.")
+        return name
 
     def copy_count(self, raw: Any, scope: Scope, what: str) -> int:
         count = self.evaluate(raw, scope)
