@@ -242,8 +242,9 @@ def test_unknown_tenant_is_400_invalid_request(service):
 
 
 def test_unsupported_grant_type_is_400(service):
-    # password and refresh_token are users' grants (tests/test_users_groups.py).
-    for grant in ("authorization_code", "urn:ietf:params:oauth:grant-type:saml1_1-bearer"):
+    # password and refresh_token are users' grants (tests/test_users_groups.py), authorization_code and device_code
+    # the sign-in flows' (tests/test_signin_flows.py).
+    for grant in ("implicit", "urn:ietf:params:oauth:grant-type:saml1_1-bearer"):
         assert_oauth_error(request_token(service, grant_type=grant), 400, "unsupported_grant_type", 70003)
     assert_oauth_error(request_token(service, grant_type=None), 400, "invalid_request", 900144)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -23,6 +23,8 @@ SUCCEEDED, FAILED = "Succeeded", "Failed"
 USER_CALLER = "User"
 # The level Azure gives each outcome; the `levels` filter selects by it.
 LEVEL_OF_STATUS = {SUCCEEDED: "Informational", FAILED: "Error"}
+# Expired entries pruned per write at most: the log shrinks by up to this much while growing by one.
+PRUNE_BATCH = 100
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,20 @@ def record(db: Database, call: Call) -> None:
     """One entry, in its own short transaction: the call's own work is already committed or rolled back."""
     with db.session() as session:
         session.add(entry_for(call, utcnow(), str(uuid.uuid4())))
+
+
+def prune(db: Database, retention_days: int, batch: int = PRUNE_BATCH) -> int:
+    """Deletes up to `batch` entries older than the retention (an index range scan on the timestamp); how many.
+
+    The recorder calls it after each write: more than one entry per write, so the log never stays past the
+    retention; bounded, so no write ever waits on a long delete.
+    """
+    old = (sa.select(ActivityLogEntry.event_data_id)
+           .where(ActivityLogEntry.event_timestamp < utcnow() - timedelta(days=retention_days))
+           .limit(batch).scalar_subquery())
+    with db.session() as session:
+        return session.execute(sa.delete(ActivityLogEntry).where(ActivityLogEntry.event_data_id.in_(old))
+                               .execution_options(synchronize_session=False)).rowcount
 
 
 def _like_prefix(scope_key: str) -> str:

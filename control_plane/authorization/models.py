@@ -38,7 +38,8 @@ class ActivityLogEntry(Base):
     """One mutating call (or credential read), in the Azure Activity Log's terms. Never holds a secret."""
 
     __tablename__ = "activity_log"
-    __table_args__ = (sa.Index("ix_activity_log_subscription_time", "subscription_id", "event_timestamp"),)
+    __table_args__ = (sa.Index("ix_activity_log_subscription_time", "subscription_id", "event_timestamp"),
+                      sa.Index("ix_activity_log_event_timestamp", "event_timestamp"))
 
     event_data_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
     tenant_id: Mapped[str] = mapped_column(sa.String(36))

@@ -105,7 +105,9 @@ def _oauth_response(issued: AccessToken, scope: str) -> Response:
 
 @bp.route("/oauth2/exchange", methods=["POST"])
 def exchange():
-    """ACR's exchange: `grant_type=access_token`, `service`, `tenant`, `access_token` -> `{"refresh_token"}`."""
+    """ACR's exchange: `grant_type=access_token`, `service`, `tenant`, `access_token` -> `{"refresh_token"}`; the
+    access token may be a trusted external issuer's (people from Entra ID or Keycloak reach the registries their
+    roles allow)."""
     ctx = app_context()
     form = request.form
     grant_type = service.required(form.get("grant_type"), "grant_type")
@@ -113,8 +115,9 @@ def exchange():
         raise Unsupported(f"The grant type '{grant_type[:64]}' is not supported; use 'access_token'.")
     raw_service = service.required(form.get("service"), "service")
     aad_token = service.required(form.get("access_token"), "access_token")
+    caller, external = service.exchange_caller(ctx.issuer, ctx.external_issuers, aad_token, form.get("tenant"),
+                                               ctx.settings.arm_audiences)
     with ctx.db.session() as session:
         target = _target(session, raw_service)
-        refresh_token = service.exchange(session, ctx.issuer, _tokens(), target, aad_token,
-                                         form.get("tenant"), ctx.settings.arm_audiences)
+        refresh_token = service.exchange(session, _tokens(), target, caller, external)
     return arm_json({"refresh_token": refresh_token}, 200, NO_STORE)

@@ -34,8 +34,9 @@ from control_plane.dataplane import scopes
 from control_plane.dataplane.tokens import AccessToken, RegistryTokens
 from control_plane.identity import service as identity
 from control_plane.identity.errors import OAuthError
+from control_plane.identity.external import ExternalIssuers
 from control_plane.identity.models import ServicePrincipal, Subscription
-from control_plane.identity.tokens import InvalidToken, TokenIssuer
+from control_plane.identity.tokens import Caller, InvalidToken, TokenIssuer
 from control_plane.registries.models import Registry
 from control_plane.registries.serialize import login_server
 from control_plane.registries.service import DELETING
@@ -211,9 +212,14 @@ def password_login(session: Session, cipher: Cipher, tokens: RegistryTokens, tar
 
 def refresh_token_login(session: Session, tokens: RegistryTokens, target: Service, refresh_token: str) -> Login:
     try:
-        caller = tokens.read_refresh_token(refresh_token, target.audience)
+        caller, external = tokens.read_refresh_token(refresh_token, target.audience)
     except InvalidToken as exc:
         raise Unauthorized(f"The refresh token is invalid. {exc}") from None
+    if external:
+        # An external issuer's principal lives in that issuer; its role assignments name its object id.
+        if identity.principal_exists(session, caller.object_id):
+            raise Unauthorized("The refresh token names a principal of this service's own directory.")
+        return Login(caller.display_name or caller.object_id, principal=(caller.object_id, caller.tenant_id))
     principal = identity.directory_caller(session, caller.object_id, caller.tenant_id)
     if principal is None:
         raise Unauthorized("The refresh token belongs to a principal or user that no longer exists or is disabled.")
@@ -247,15 +253,29 @@ def access_token(tokens: RegistryTokens, login: Login, audience: str, access: li
     return tokens.access_token(login.subject, audience, access)
 
 
-def exchange(session: Session, issuer: TokenIssuer, tokens: RegistryTokens, target: Service,
-             aad_token: str, tenant: str | None, audiences: tuple[str, ...]) -> str:
-    """ACR's exchange: an Entra (here: the issuer's) access token for a refresh token bound to one service."""
+def exchange_caller(issuer: TokenIssuer, external_issuers: ExternalIssuers, aad_token: str, tenant: str | None,
+                    audiences: tuple[str, ...]) -> tuple[Caller, bool]:
+    """Who the exchange's Entra access token speaks for, and whether a trusted external issuer (not the built-in
+    one) issued it: checked exactly as ARM checks tokens, before any database work (an external issuer's keys may
+    need fetching)."""
+    external = external_issuers.issuer_of(aad_token)
     try:
-        caller = issuer.validate(aad_token, (ACR_AUDIENCE, *audiences))
+        caller = (external_issuers.validate(aad_token, external) if external is not None
+                  else issuer.validate(aad_token, (ACR_AUDIENCE, *audiences)))
     except InvalidToken as exc:
         raise Unauthorized(f"The access token is invalid. {exc}") from None
     if tenant and tenant.lower() != caller.tenant_id:
         raise Unauthorized("The access token was issued by another tenant than the one named.")
-    if not identity.principal_exists(session, caller.object_id):
+    return caller, external is not None
+
+
+def exchange(session: Session, tokens: RegistryTokens, target: Service, caller: Caller, external: bool) -> str:
+    """ACR's exchange: the caller's refresh token bound to one service."""
+    exists = identity.principal_exists(session, caller.object_id)
+    if external and exists:
+        # As in ARM: an external issuer cannot speak for (and inherit the grants of) a built-in principal.
+        raise Unauthorized("The access token names a principal of this service's own directory; an external issuer "
+                           "cannot speak for it.")
+    if not external and not exists:
         raise Unauthorized("The access token belongs to a principal or user that no longer exists or is disabled.")
-    return tokens.refresh_token(caller, target.audience)
+    return tokens.refresh_token(caller, target.audience, external=external)

@@ -31,6 +31,7 @@ from control_plane.identity.tokens import ALGORITHM, Caller, InvalidToken, Token
 REFRESH_TOKEN_SECONDS = 3 * 3600  # ACR's refresh tokens last three hours
 REFRESH_GRANT = "refresh_token"
 ACCESS_GRANT = "access_token"
+EXTERNAL_CLAIM = "ext"  # set on refresh tokens of principals a trusted external issuer vouched for
 _B64_UNSAFE = {ord(">"): "\\u003e", ord("?"): "\\u003f", ord("~"): "\\u007e", 0x7F: "\\u007f"}
 
 
@@ -66,20 +67,29 @@ class RegistryTokens:
         issued_at = datetime.fromtimestamp(issued, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         return AccessToken(token, self.lifetime_seconds, issued_at)
 
-    def refresh_token(self, caller: Caller, service: str, now: float | None = None) -> str:
+    def refresh_token(self, caller: Caller, service: str, now: float | None = None, external: bool = False) -> str:
+        """`external`: the caller came with a trusted external issuer's token; it is no object of the directory,
+        so redeeming the refresh token must not look for one (and must refuse one that is)."""
         kid, private = self._issuer.signing_key()
         issued = int(time.time() if now is None else now)
         claims = {"aud": service, "iss": self._issuer.issuer_for(caller.tenant_id), "iat": issued, "nbf": issued,
                   "exp": issued + REFRESH_TOKEN_SECONDS, "sub": caller.object_id, "oid": caller.object_id,
                   "tid": caller.tenant_id, "appid": caller.app_id, "grant_type": REFRESH_GRANT,
                   "jti": uuid.uuid4().hex, "version": "1.0"}
+        if external:
+            claims.update({EXTERNAL_CLAIM: True, "name": caller.display_name or caller.object_id})
         return jwt.encode(claims, private, algorithm=ALGORITHM, headers={"kid": kid, "typ": "JWT"},
                           json_encoder=Base64SafeJSONEncoder)
 
-    def read_refresh_token(self, token: str, service: str) -> Caller:
-        """The principal a refresh token was issued to, if it is valid for this service (InvalidToken if not)."""
+    def read_refresh_token(self, token: str, service: str) -> tuple[Caller, bool]:
+        """The principal a refresh token was issued to, if it is valid for this service (InvalidToken if not), and
+        whether it is an external issuer's principal."""
         caller = self._issuer.validate(token, (service,))
         # The signature was just verified; this only tells a refresh token from another issuer token for `service`.
-        if jwt.decode(token, options={"verify_signature": False}).get("grant_type") != REFRESH_GRANT:
+        claims = jwt.decode(token, options={"verify_signature": False})
+        if claims.get("grant_type") != REFRESH_GRANT:
             raise InvalidToken("The token is not a registry refresh token.")
-        return caller
+        external = claims.get(EXTERNAL_CLAIM) is True
+        if external:
+            caller = Caller(caller.tenant_id, caller.object_id, caller.app_id, str(claims.get("name") or ""))
+        return caller, external

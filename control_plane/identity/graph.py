@@ -119,7 +119,8 @@ def create_application():
     _require_admin()
     with app_context().db.session() as session:
         view = service.create_graph_application(session, _caller().tenant_id, changes["display_name"],
-                                                changes["identifier_uris"], changes.get("sign_in_audience"))
+                                                changes["identifier_uris"], changes.get("sign_in_audience"),
+                                                changes)
         item = schemas.application_to_graph(view)
     return _entity("applications", item, 201)
 

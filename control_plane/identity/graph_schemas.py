@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from control_plane.identity.errors import GraphBadRequest
 from control_plane.identity.models import Application, ClientSecret, DirectoryGroup, User
@@ -140,6 +141,37 @@ def _identifier_uris(body: dict) -> list[str] | None:
     return list(dict.fromkeys(value))
 
 
+MAX_REDIRECT_URIS = 256
+
+
+def _redirect_uris(body: dict, platform: str) -> list[str] | None:
+    """`web.redirectUris` or `publicClient.redirectUris`: absolute http(s) URIs (http only for loopback hosts, as
+    Entra allows), or a custom scheme for native apps (publicClient)."""
+    section = body.get(platform)
+    if section is None:
+        return None
+    if not isinstance(section, dict):
+        raise GraphBadRequest(f"Invalid value specified for property '{platform}': it must be an object.")
+    value = section.get("redirectUris")
+    if value is None:
+        return None
+    where = f"{platform}.redirectUris"
+    if not isinstance(value, list) or not all(isinstance(u, str) for u in value) or len(value) > MAX_REDIRECT_URIS:
+        raise GraphBadRequest(f"Invalid value specified for property '{where}': it must be a list of at most "
+                              f"{MAX_REDIRECT_URIS} strings.")
+    for uri in value:
+        parts = urlsplit(uri) if "\x00" not in uri and len(uri) <= MAX_URI else None
+        loopback = parts is not None and parts.scheme == "http" and parts.hostname in ("localhost", "127.0.0.1",
+                                                                                          "::1")
+        valid = parts is not None and bool(parts.scheme) and (
+            (parts.scheme == "https" and bool(parts.netloc)) or loopback
+            or (platform == "publicClient" and parts.scheme not in ("http", "https", "javascript", "data")))
+        if not valid or parts.fragment:
+            raise GraphBadRequest(f"Invalid value specified for property '{where}': '{uri[:100]}' is not an https "
+                                  "URI (http only for localhost) without a fragment.")
+    return list(dict.fromkeys(value))
+
+
 def _refuse_credentials(body: dict) -> None:
     """Certificates (keyCredentials) cannot sign in here, and passwords are made by addPassword: refusing beats
     storing what never works."""
@@ -167,6 +199,16 @@ def application_changes(body: dict, *, create: bool) -> dict[str, Any]:
             raise GraphBadRequest(f"Invalid value specified for property 'signInAudience': '{str(audience)[:64]}'. "
                                   f"Allowed: {', '.join(SIGN_IN_AUDIENCES)}.")
         changes["sign_in_audience"] = audience
+    for platform, name in (("web", "web_redirect_uris"), ("publicClient", "public_client_redirect_uris")):
+        uris = _redirect_uris(body, platform)
+        if uris is not None:
+            changes[name] = uris
+    fallback = body.get("isFallbackPublicClient")
+    if fallback is not None:
+        if not isinstance(fallback, bool):
+            raise GraphBadRequest("Invalid value specified for property 'isFallbackPublicClient': it must be a "
+                                  "boolean.")
+        changes["is_fallback_public_client"] = fallback
     return changes
 
 
@@ -350,10 +392,11 @@ def application_to_graph(view: ApplicationView) -> dict[str, Any]:
         "appRoles": [],
         "keyCredentials": [],
         "passwordCredentials": [password_credential(s) for s in view.passwords],
-        "publicClient": {"redirectUris": []},
+        "isFallbackPublicClient": application.is_fallback_public_client,
+        "publicClient": {"redirectUris": list(application.public_client_redirect_uris or [])},
         "requiredResourceAccess": [],
         "spa": {"redirectUris": []},
-        "web": {"homePageUrl": None, "logoutUrl": None, "redirectUris": [],
+        "web": {"homePageUrl": None, "logoutUrl": None, "redirectUris": list(application.web_redirect_uris or []),
                 "implicitGrantSettings": {"enableAccessTokenIssuance": False, "enableIdTokenIssuance": False}},
     }
 

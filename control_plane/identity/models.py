@@ -52,6 +52,11 @@ class Application(Base):
     identifier_uris: Mapped[list] = mapped_column(sa.JSON, default=list)
     sign_in_audience: Mapped[str] = mapped_column(sa.String(64), default="AzureADMyOrg")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # Where the authorization-code flow may send codes: `web` ones are for confidential clients (the token request
+    # must carry a secret), `publicClient` ones for native apps; `isFallbackPublicClient` allows the device flow.
+    web_redirect_uris: Mapped[list] = mapped_column(sa.JSON, default=list, server_default=sa.text("'[]'"))
+    public_client_redirect_uris: Mapped[list] = mapped_column(sa.JSON, default=list, server_default=sa.text("'[]'"))
+    is_fallback_public_client: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
 
 
 class ClientSecret(Base):
@@ -151,3 +156,57 @@ class SignInFailure(Base):
     failures: Mapped[int] = mapped_column(sa.Integer)
     first_failed_at: Mapped[datetime] = mapped_column(UtcDateTime)
     locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class AuthorizationCode(Base):
+    """An authorization code, by its hash: single use (redeeming deletes the row), short-lived, and bound to the
+    client, the redirect URI and the PKCE challenge it was issued for. In the database so any worker redeems it."""
+
+    __tablename__ = "authorization_codes"
+
+    code_hash: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(sa.String(36))
+    redirect_uri: Mapped[str] = mapped_column(sa.String(2048))
+    code_challenge: Mapped[str | None] = mapped_column(sa.String(128))
+    code_challenge_method: Mapped[str | None] = mapped_column(sa.String(8))
+    # Issued to a `web` redirect URI: the token request must authenticate the client.
+    confidential: Mapped[bool] = mapped_column(sa.Boolean)
+    user_object_id: Mapped[str] = mapped_column(sa.String(36))
+    tenant_id: Mapped[str] = mapped_column(sa.String(36))
+    security_stamp: Mapped[str] = mapped_column(sa.String(32))
+    scope: Mapped[str] = mapped_column(sa.String(2048))
+    nonce: Mapped[str | None] = mapped_column(sa.String(512))
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
+class DeviceCode(Base):
+    """A device-flow request: the device polls with the device code (kept hashed), a person enters the user code
+    at `/devicelogin` and signs in (status `approved`, with the user) or cancels (`declined`)."""
+
+    __tablename__ = "device_codes"
+
+    device_code_hash: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    user_code: Mapped[str] = mapped_column(sa.String(16), unique=True)
+    client_id: Mapped[str] = mapped_column(sa.String(36))
+    # The authority's tenant segment as the device sent it (an id, a domain, `organizations`).
+    tenant_segment: Mapped[str] = mapped_column(sa.String(64))
+    scope: Mapped[str] = mapped_column(sa.String(2048))
+    status: Mapped[str] = mapped_column(sa.String(16))
+    user_object_id: Mapped[str | None] = mapped_column(sa.String(36))
+    interval: Mapped[int] = mapped_column(sa.Integer)
+    last_polled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
+class SignInSession(Base):
+    """A browser's session at the issuer (its cookie holds the secret, this row its hash): a second authorize
+    needs no password. Valid while the user is enabled and has the same security stamp; sign-out deletes it."""
+
+    __tablename__ = "signin_sessions"
+
+    session_hash: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    user_object_id: Mapped[str] = mapped_column(sa.String(36))
+    tenant_id: Mapped[str] = mapped_column(sa.String(36))
+    security_stamp: Mapped[str] = mapped_column(sa.String(32))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)

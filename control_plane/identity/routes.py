@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 import uuid
 from urllib.parse import quote
@@ -15,7 +13,7 @@ from control_plane.arm.http import arm_json, base_url
 from control_plane.authorization import actions, policy
 from control_plane.authorization.enforce import current_caller, requires, subscription_for_caller
 from control_plane.context import app_context
-from control_plane.identity import service, signin
+from control_plane.identity import flows, service, signin
 from control_plane.identity.errors import OAuthError
 from control_plane.identity.models import Subscription
 from control_plane.identity.tokens import audience_for_scope
@@ -47,20 +45,31 @@ def _tenant_segment(tenant: str) -> str:
 @bp.route("/<tenant_id>/v2.0/.well-known/openid-configuration", methods=["GET"])
 @bp.route("/<tenant_id>/.well-known/openid-configuration", methods=["GET"])
 def openid_configuration(tenant_id: str):
+    """Entra's discovery document; a tenant that does not exist gets 400 AADSTS90002, as Entra answers it."""
     ctx = app_context()
     host = base_url()
+    try:
+        flows.tenant_of_segment(ctx.db, tenant_id)
+    except OAuthError as error:
+        return _oauth_error(OAuthError("invalid_tenant", error.description.partition(": ")[2], 400, error.aadsts))
     tenant = _tenant_segment(tenant_id)
     return arm_json({
         "issuer": ctx.issuer.issuer_for(tenant),
         "authorization_endpoint": f"{host}/{tenant}/oauth2/v2.0/authorize",
         "token_endpoint": f"{host}/{tenant}/oauth2/v2.0/token",
+        "device_authorization_endpoint": f"{host}/{tenant}/oauth2/v2.0/devicecode",
+        "end_session_endpoint": f"{host}/{tenant}/oauth2/v2.0/logout",
         "jwks_uri": f"{host}/{tenant}/discovery/v2.0/keys",
-        "response_types_supported": ["token"],
+        "response_types_supported": ["code", "id_token", "code id_token"],
+        "response_modes_supported": ["query", "fragment", "form_post"],
         "grant_types_supported": list(GRANT_TYPES),
+        "code_challenge_methods_supported": list(flows.PKCE_METHODS),
         "subject_types_supported": ["pairwise"],
         "id_token_signing_alg_values_supported": ["RS256"],
         "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
-        "scopes_supported": ["openid"],
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nbf", "nonce", "name", "preferred_username", "oid",
+                             "tid", "ver"],
         "tenant_region_scope": None,
         "cloud_instance_name": "control-plane",
     })
@@ -86,7 +95,8 @@ def instance_discovery():
     })
 
 
-GRANT_TYPES = ("client_credentials", "password", "refresh_token")
+DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+GRANT_TYPES = ("client_credentials", "password", "refresh_token", "authorization_code", DEVICE_CODE_GRANT)
 # Scopes that ask for the sign-in itself (ID token, refresh token), not for a resource.
 OIDC_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
 
@@ -109,11 +119,17 @@ def token(tenant_id: str):
         return _oauth_error(error)
 
 
-def _client_credentials(tenant_id: str, form):
+def _client_of(form) -> tuple[str, str]:
+    """(client_id, client_secret) from the form or HTTP Basic (client_secret_post or client_secret_basic)."""
     client_id, client_secret = form.get("client_id", ""), form.get("client_secret", "")
     if request.authorization and request.authorization.type == "basic":
         client_id = client_id or request.authorization.username or ""
         client_secret = client_secret or request.authorization.password or ""
+    return client_id, client_secret
+
+
+def _client_credentials(tenant_id: str, form):
+    client_id, client_secret = _client_of(form)
     if not client_id:
         raise _missing_parameter("client_id")
     if not client_secret:
@@ -145,13 +161,29 @@ def _user_scopes(scope: str) -> tuple[str, str]:
 
 
 def _user_grant(tenant_id: str, grant_type: str, form):
-    """The password and refresh-token grants: a user's access, ID and refresh tokens, as MSAL caches them."""
-    client_id = form.get("client_id", "")
+    """The user grants (password, refresh token, authorization code, device code): a user's access, ID and refresh
+    tokens, as MSAL caches them."""
+    client_id, client_secret = _client_of(form)
     if not client_id:
         raise _missing_parameter("client_id")
     ctx = app_context()
     settings = ctx.settings
-    if grant_type == "password":
+    scope, nonce = form.get("scope", ""), None
+    if grant_type == "authorization_code":
+        for name in ("code", "redirect_uri"):
+            if not form.get(name):
+                raise _missing_parameter(name)
+        redeemed = flows.redeem_code(ctx.db, tenant_id, form["code"], client_id, form["redirect_uri"],
+                                     form.get("code_verifier"), client_secret or None)
+        user, nonce = redeemed.user, redeemed.nonce
+        scope = scope or redeemed.scope
+    elif grant_type == DEVICE_CODE_GRANT:
+        device_code = form.get("device_code") or form.get("code")
+        if not device_code:
+            raise _missing_parameter("device_code")
+        user, granted = flows.redeem_device_code(ctx.db, tenant_id, client_id, device_code)
+        scope = scope or granted
+    elif grant_type == "password":
         for name in ("username", "password"):
             if not form.get(name):
                 raise _missing_parameter(name)
@@ -161,14 +193,37 @@ def _user_grant(tenant_id: str, grant_type: str, form):
     else:
         if not form.get("refresh_token"):
             raise _missing_parameter("refresh_token")
+        flows.check_refresh_client(ctx.db, client_id, client_secret or None)
         user = signin.refresh(ctx.db, ctx.issuer, tenant_id, client_id, form["refresh_token"])
-    audience, scopes = _user_scopes(form.get("scope", ""))
-    body = ctx.issuer.issue_for_user(user, audience, scopes)
+    audience, scopes = _user_scopes(scope)
+    body = ctx.issuer.issue_for_user(user, audience, scopes, nonce)
     if form.get("client_info") == "1":
-        # MSAL keys its account cache by `uid.utid` from this.
-        info = json.dumps({"uid": user.object_id, "utid": user.tenant_id}).encode()
-        body["client_info"] = base64.urlsafe_b64encode(info).decode().rstrip("=")
+        body["client_info"] = flows.client_info(user)
     return arm_json(body)
+
+
+@bp.route("/<tenant_id>/oauth2/v2.0/devicecode", methods=["POST"])
+def devicecode(tenant_id: str):
+    """The device authorization request (RFC 8628 §3.1) as Entra answers it; the person goes to `/devicelogin`."""
+    form = request.form
+    try:
+        if not form.get("client_id"):
+            raise _missing_parameter("client_id")
+        if not form.get("scope", "").strip():
+            raise _missing_parameter("scope")
+        if "\x00" in form["scope"]:
+            raise OAuthError("invalid_scope", "The scope holds a NUL character.", 400, aadsts=70011)
+        ctx = app_context()
+        started = flows.start_device_flow(ctx.db, tenant_id, form["client_id"], form["scope"])
+    except OAuthError as error:
+        return _oauth_error(error)
+    verification_uri = f"{base_url()}/devicelogin"
+    return arm_json({
+        "user_code": started.user_code, "device_code": started.device_code, "verification_uri": verification_uri,
+        "expires_in": started.expires_in, "interval": started.interval,
+        "message": f"To sign in, use a web browser to open the page {verification_uri} and enter the code "
+                   f"{started.user_code} to authenticate.",
+    }, 200, {"Cache-Control": "no-store", "Pragma": "no-cache"})
 
 
 @bp.route("/common/userrealm/<path:username>", methods=["GET"])
@@ -247,16 +302,21 @@ def list_locations(subscription_id: str):
     ]})
 
 
+METADATA_LIST_VERSIONS = frozenset({"2019-05-01", "2020-06-01"})
+
+
 @bp.route("/metadata/endpoints", methods=["GET"])
 @api_versions.require_api_version(api_versions.METADATA)
 def metadata_endpoints():
     """What `az cloud register` reads to learn every endpoint of this cloud.
 
     Keys follow the 2022-09-01 document (`portal`, `gallery`, `graph`); az ignores the older `*Endpoint` names.
+    2019-05-01 and 2020-06-01 answer, as ARM does, a list of clouds: azure-cli-core's `ARM_CLOUD_METADATA_URL`
+    (what Ansible's azure.azcollection resolves a custom cloud through) iterates it.
     """
     ctx = app_context()
     host = base_url()
-    return arm_json({
+    cloud = {
         "gallery": f"{host}/",
         "graph": f"{host}/",
         "graphAudience": f"{host}/",
@@ -273,4 +333,5 @@ def metadata_endpoints():
         "sqlManagement": f"{host}/",
         "vmImageAliasDoc": f"{host}/",
         "media": f"{host}/",
-    })
+    }
+    return arm_json([cloud] if request.args["api-version"] in METADATA_LIST_VERSIONS else cloud)

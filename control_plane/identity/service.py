@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from control_plane.arm.errors import InvalidSubscriptionId, SubscriptionNotFound
 from control_plane.crypto import hash_secret, new_client_secret, verify_secret
-from control_plane.db import insert_unless_duplicate, is_unique_violation, utcnow
+from control_plane.db import insert_unless_duplicate, is_unique_violation, savepoint, utcnow
 from control_plane.identity.errors import GraphBadRequest, GraphConflict, GraphNotFound, OAuthError
 from control_plane.identity.models import (
     Application,
@@ -385,18 +385,27 @@ def get_service_principal(session: Session, tenant_id: str, object_id: str) -> P
     return _principal_views(session, [_principal(session, tenant_id, object_id)])[0]
 
 
+APPLICATION_SETTINGS = ("display_name", "identifier_uris", "sign_in_audience", "web_redirect_uris",
+                        "public_client_redirect_uris", "is_fallback_public_client")
+
+
 def create_graph_application(session: Session, tenant_id: str, display_name: str, identifier_uris: list[str],
-                             sign_in_audience: str | None) -> ApplicationView:
+                             sign_in_audience: str | None, changes: dict[str, Any] | None = None) -> ApplicationView:
+    """changes: the other APPLICATION_SETTINGS given (already validated)."""
     application = create_application(session, tenant_id, display_name, identifier_uris)
     if sign_in_audience:
         application.sign_in_audience = sign_in_audience
+    for name in ("web_redirect_uris", "public_client_redirect_uris", "is_fallback_public_client"):
+        if changes and name in changes:
+            setattr(application, name, changes[name])
+    session.flush()
     return ApplicationView(application, [])
 
 
 def update_application(session: Session, tenant_id: str, object_id: str, changes: dict[str, Any]) -> None:
-    """changes: any of display_name, identifier_uris, sign_in_audience (already validated)."""
+    """changes: any of APPLICATION_SETTINGS (already validated)."""
     application = _application(session, tenant_id, object_id)
-    for name in ("display_name", "identifier_uris", "sign_in_audience"):
+    for name in APPLICATION_SETTINGS:
         if name in changes:
             setattr(application, name, changes[name])
     session.flush()
@@ -450,7 +459,7 @@ def create_principal_for_app_id(session: Session, tenant_id: str, app_id: str) -
         raise GraphBadRequest(f"The appId '{app_id[:100]}' of the service principal does not reference a valid "
                               "application object.")
     try:
-        with session.begin_nested():
+        with savepoint(session):
             principal = create_principal_for(session, application)
     except IntegrityError as exc:
         if not is_unique_violation(exc):

@@ -47,7 +47,7 @@ def _disabled() -> OAuthError:
     return OAuthError("invalid_grant", "The user account is disabled.", 400, aadsts=50057)
 
 
-def _path_tenant(session: Session, segment: str) -> Tenant | None:
+def path_tenant(session: Session, segment: str) -> Tenant | None:
     """The tenant an authority path names (its id or its domain); None for `organizations`/`common`."""
     key = segment.lower()
     if key in ANY_TENANT:
@@ -72,7 +72,7 @@ def _check_client(session: Session, tenant_id: str | None, client_id: str) -> No
                      f"directory '{tenant_id or 'organizations'}'.", 400, aadsts=700016)
 
 
-def _session_of(user: User, client_id: str) -> UserSession:
+def session_of(user: User, client_id: str) -> UserSession:
     return UserSession(user.object_id, user.tenant_id, user.user_principal_name, user.display_name,
                        user.security_stamp, client_id.lower())
 
@@ -84,7 +84,7 @@ def sign_in_with_password(db: Database, tenant_segment: str, client_id: str, use
     if "\x00" in username:  # no user name holds NUL (PostgreSQL text cannot)
         raise _invalid_credentials()
     with db.reading() as session:
-        tenant = _path_tenant(session, tenant_segment)
+        tenant = path_tenant(session, tenant_segment)
         name = username.strip()[:MAX_USERNAME]
         if "@" not in name and tenant is not None:
             name = f"{name}@{tenant.default_domain}"
@@ -108,7 +108,7 @@ def sign_in_with_password(db: Database, tenant_segment: str, client_id: str, use
                                                            SignInFailure.source == source))
     if not user.account_enabled:
         raise _disabled()
-    return _session_of(user, client_id)
+    return session_of(user, client_id)
 
 
 def _count_failure(db: Database, key: str, source: str, lockout: Lockout) -> None:
@@ -143,7 +143,7 @@ def refresh(db: Database, issuer: TokenIssuer, tenant_segment: str, client_id: s
     if grant.client_id != client_id.lower():
         raise OAuthError("invalid_grant", "The refresh token was issued to a different client.", 400, aadsts=70000)
     with db.reading() as session:
-        tenant = _path_tenant(session, tenant_segment)
+        tenant = path_tenant(session, tenant_segment)
         if tenant is not None and tenant.id != grant.tenant_id:
             raise OAuthError("invalid_grant", "The refresh token was issued in another tenant.", 400, aadsts=50020)
         user = session.get(User, grant.object_id)
@@ -154,7 +154,7 @@ def refresh(db: Database, issuer: TokenIssuer, tenant_segment: str, client_id: s
     if user.security_stamp != grant.security_stamp:
         raise OAuthError("invalid_grant", "The provided grant has been revoked (the password was changed or the "
                          "account disabled); a fresh sign-in is needed.", 400, aadsts=50173)
-    return _session_of(user, client_id)
+    return session_of(user, client_id)
 
 
 def user_realm(db: Database, username: str) -> tuple[str, str | None]:

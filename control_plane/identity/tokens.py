@@ -265,9 +265,11 @@ class TokenIssuer:
         token = jwt.encode(claims, private, algorithm=ALGORITHM, headers={"kid": kid, "typ": "JWT"})
         return token, self.lifetime_seconds
 
-    def issue_for_user(self, user: UserSession, audience: str, scopes: str) -> dict[str, str | int]:
+    def issue_for_user(self, user: UserSession, audience: str, scopes: str,
+                       nonce: str | None = None) -> dict[str, str | int]:
         """An access token for `audience`, an ID token for the client and a refresh token: the token response's
-        fields (without `client_info`), as Entra answers a user's sign-in."""
+        fields (without `client_info`), as Entra answers a user's sign-in. `nonce`: the authorize request's, which
+        the ID token must repeat (OIDC Core §3.1.3.7)."""
         self._load()
         kid, private = self._signing
         now = int(time.time())
@@ -280,6 +282,8 @@ class TokenIssuer:
         # MSAL reads `preferred_username` and `tid` of the ID token; az names the account by them.
         identity = {**common, "aud": user.client_id, "exp": now + self.lifetime_seconds, "ver": "2.0",
                     "name": user.display_name, "preferred_username": user.user_principal_name}
+        if nonce:
+            identity["nonce"] = nonce
         refresh = {**common, "aud": REFRESH_AUDIENCE, "exp": now + REFRESH_LIFETIME_SECONDS, "azp": user.client_id,
                    "token_use": REFRESH_TOKEN_USE, "stamp": user.security_stamp, "jti": uuid.uuid4().hex}
         headers = {"kid": kid, "typ": "JWT"}
