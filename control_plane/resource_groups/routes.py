@@ -1,4 +1,4 @@
-"""Microsoft.Resources routes: resource groups and the subscription's generic resource list."""
+"""Microsoft.Resources routes: resource groups and the generic resource lists (subscription, group)."""
 
 from __future__ import annotations
 
@@ -119,22 +119,41 @@ def _tag_filter(raw: str | None) -> tuple[str, str | None] | None:
 FILTER_CLAUSE = re.compile(r"^\s*resourceType\s+eq\s+'([^']{1,256})'\s*$", re.IGNORECASE)
 
 
+def _resource_type_filter(raw_filter: str | None) -> str | None:
+    if not raw_filter:
+        return None
+    match = FILTER_CLAUSE.match(raw_filter)
+    if not match:
+        raise BadRequest(f"The $filter '{raw_filter[:200]}' is not supported. Supported: resourceType eq "
+                         "'<type>'.", code="InvalidFilterInQueryString", target="$filter")
+    return match.group(1)
+
+
 @bp.route("/subscriptions/<subscription_id>/resources", methods=["GET"])
 @versions
 @requires(actions.RESOURCES_READ, filtered=True)
 def list_resources(subscription_id: str):
     ctx = app_context()
-    resource_type = None
-    raw_filter = request.args.get("$filter")
-    if raw_filter:
-        match = FILTER_CLAUSE.match(raw_filter)
-        if not match:
-            raise BadRequest(f"The $filter '{raw_filter[:200]}' is not supported. Supported: resourceType eq "
-                             "'<type>'.", code="InvalidFilterInQueryString", target="$filter")
-        resource_type = match.group(1)
+    resource_type = _resource_type_filter(request.args.get("$filter"))
     page = page_request(request.args, 1, ctx.settings.page_size)
     with ctx.db.session() as session:
         subscription = subscription_for_caller(session, subscription_id)
         resources, last = service.list_resources(session, subscription.id, resource_type, page)
+        readable = [r for r in resources if may_read(r["type"], r["id"])]
+        return arm_json(page_body(readable, next_link(base_url(), request.path, request.args, last)))
+
+
+@bp.route(GROUP + "/resources", methods=["GET"])
+@versions
+@requires(actions.RESOURCES_READ, filtered=True)
+def list_group_resources(subscription_id: str, group_name: str):
+    """Resources_ListByResourceGroup: Ansible's azure_rm_resourcegroup asks it whether a group is empty."""
+    ctx = app_context()
+    resource_type = _resource_type_filter(request.args.get("$filter"))
+    page = page_request(request.args, 1, ctx.settings.page_size)
+    with ctx.db.session() as session:
+        subscription = subscription_for_caller(session, subscription_id)
+        group = service.get(session, subscription.id, group_name)
+        resources, last = service.list_resources(session, subscription.id, resource_type, page, group)
         readable = [r for r in resources if may_read(r["type"], r["id"])]
         return arm_json(page_body(readable, next_link(base_url(), request.path, request.args, last)))

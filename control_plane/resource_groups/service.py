@@ -156,11 +156,11 @@ def register() -> None:
 
 
 def list_resources(session: Session, subscription_id: str, resource_type: str | None,
-                   page: PageRequest) -> tuple[list[dict], tuple | None]:
-    """Generic resources of a subscription, optionally of one type (what `az acr ... -n` looks up).
+                   page: PageRequest, group: ResourceGroup | None = None) -> tuple[list[dict], tuple | None]:
+    """Generic resources of a subscription or of one group, optionally of one type (what `az acr ... -n` looks up).
 
     Each lister returns its resources ordered by lower-cased id after the page's key; merging them keeps the
-    keyset order across types.
+    keyset order across types. A group's ids share a prefix, so they are one run in that order, starting after it.
     """
     if resource_type is None:
         listers = list(RESOURCE_LISTERS.values())
@@ -168,8 +168,11 @@ def list_resources(session: Session, subscription_id: str, resource_type: str | 
         lister = RESOURCE_LISTERS.get(resource_type.lower())
         listers = [lister] if lister else []
     after = page.after[0] if page.after else None
-    merged = sorted((r for lister in listers for r in lister(session, subscription_id, after, page.size + 1)),
-                    key=lambda r: r["id"].lower())
+    prefix = f"/subscriptions/{subscription_id}/resourcegroups/{group.name}/".lower() if group else ""
+    if prefix and (after is None or after < prefix):
+        after = prefix
+    merged = sorted((r for lister in listers for r in lister(session, subscription_id, after, page.size + 1)
+                     if r["id"].lower().startswith(prefix)), key=lambda r: r["id"].lower())
     more = len(merged) > page.size
     merged = merged[: page.size]
     return merged, ((merged[-1]["id"].lower(),) if more else None)
