@@ -155,13 +155,29 @@ class Database:
         self.engine.dispose()
 
 
+@contextlib.contextmanager
+def savepoint(session: Session) -> Iterator[None]:
+    """`session.begin_nested()` that stays inside the unit of work on SQLite too.
+
+    Python's sqlite3 sends BEGIN only before INSERT, UPDATE and DELETE, not before SAVEPOINT: a savepoint opened
+    first would be a transaction of its own, committed by its RELEASE, and a later failure of the unit of work could
+    no longer undo what it wrote. So the real transaction is begun first.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        connection = session.connection()
+        if not connection.connection.dbapi_connection.in_transaction:
+            connection.exec_driver_sql("BEGIN")
+    with session.begin_nested():
+        yield
+
+
 def insert_unless_duplicate(session: Session, row: Base) -> bool:
     """Adds `row` in a savepoint: False when a unique index refuses it (someone else inserted it first).
 
     This is how every create decides races: the database, never a check before the insert.
     """
     try:
-        with session.begin_nested():
+        with savepoint(session):
             session.add(row)
     except IntegrityError as exc:
         if not is_unique_violation(exc):

@@ -69,3 +69,24 @@ def test_settings_parse_and_reject(tmp_path):
         Settings.from_env({"CONTROL_PLANE_PAGE_SIZE": "many"})
     with pytest.raises(SettingsError, match="CONTROL_PLANE_TLS"):
         Settings.from_env({"CONTROL_PLANE_TLS": "maybe"})
+
+
+def test_a_failed_unit_of_work_undoes_a_row_inserted_in_a_savepoint(tmp_path):
+    """On SQLite a savepoint opened first used to be a transaction of its own, committed by its RELEASE."""
+    import sqlalchemy as sa
+
+    from control_plane.db import Database, insert_unless_duplicate
+    from control_plane.models import Base, Tenant
+
+    db = Database(f"sqlite:///{tmp_path / 'units.db'}")
+    Base.metadata.create_all(db.engine)
+    with db.session() as session:
+        assert insert_unless_duplicate(session, Tenant(id="t-kept", display_name="kept"))
+    with pytest.raises(RuntimeError), db.session() as session:
+        session.scalar(sa.select(Tenant.id))  # a read first, as creates do, then the savepoint
+        assert insert_unless_duplicate(session, Tenant(id="t-undone", display_name="undone"))
+        assert not insert_unless_duplicate(session, Tenant(id="t-kept", display_name="again"))
+        raise RuntimeError("the unit of work fails after the insert")
+    with db.reading() as session:
+        assert session.scalars(sa.select(Tenant.id)).all() == ["t-kept"]
+    db.dispose()
