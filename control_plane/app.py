@@ -42,11 +42,13 @@ def build_context(settings: Settings) -> AppContext:
 
 def _register_handlers() -> None:
     from control_plane.deployments import applier as deployments_applier
+    from control_plane.managed_identities import service as managed_identities
     from control_plane.registries import provisioning
     from control_plane.resource_groups import service as resource_groups
 
     resource_groups.register()
     provisioning.register()
+    managed_identities.register()
     deployments_applier.register()
 
 
@@ -95,15 +97,17 @@ def _management_app(context: AppContext) -> Flask:
     from control_plane.batch.routes import bp as batch_bp
     from control_plane.dataplane.routes import bp as dataplane_bp
     from control_plane.identity.graph import bp as graph_bp
+    from control_plane.identity.pages import bp as identity_pages_bp
     from control_plane.identity.routes import bp as identity_bp
     from control_plane.locks.routes import bp as locks_bp
+    from control_plane.managed_identities.routes import bp as managed_identities_bp
     from control_plane.observability.routes import bp as observability_bp
     from control_plane.operations.routes import bp as operations_bp
     from control_plane.registries.routes import bp as registries_bp
     from control_plane.resource_groups.routes import bp as resource_groups_bp
 
-    for blueprint in (identity_bp, resource_groups_bp, registries_bp, operations_bp, authorization_bp, activity_bp,
-                      locks_bp, batch_bp):
+    for blueprint in (identity_bp, identity_pages_bp, resource_groups_bp, registries_bp, operations_bp,
+                      authorization_bp, activity_bp, locks_bp, batch_bp, managed_identities_bp):
         app.register_blueprint(blueprint)
     from control_plane.deployments.routes import bp as deployments_bp
 
@@ -111,6 +115,7 @@ def _management_app(context: AppContext) -> Flask:
     app.register_blueprint(dataplane_bp)  # the token service also answers on the service's own host
     app.register_blueprint(graph_bp)
     app.register_blueprint(observability_bp)
+    app.register_blueprint(_portal_blueprint(context))
     access.install(app)  # first: its clock starts before, and its log line is written after, every other hook
     http.install(app, settings.max_body_bytes)
     from control_plane import cors
@@ -120,3 +125,26 @@ def _management_app(context: AppContext) -> Flask:
 
     app.wsgi_app = CanonicalPathMiddleware(app.wsgi_app)
     return app
+
+
+def _portal_blueprint(context: AppContext) -> Blueprint:
+    """The portal (control_plane/portal/): a client of this service's public API, handed its URL and CA, its client
+    registration (configured, or registered here on first sign-in: `init` may not have run yet at start), the
+    database for its sessions and the cipher that encrypts them."""
+    from control_plane.bootstrap import require_bootstrap
+    from control_plane.identity.portal_client import ensure_portal_application
+    from control_plane.portal import PortalClient, PortalConfig, create_portal_blueprint
+
+    settings = context.settings
+    local_ca = settings.uses_https and settings.tls_cert_file is None
+    config = PortalConfig(public_url=settings.public_url, ca_bundle=str(settings.ca_file) if local_ca else None,
+                          external_authority=settings.portal_authority)
+
+    def client() -> PortalClient:
+        if settings.portal_client_id and settings.portal_client_secret:
+            with context.db.session() as session:
+                tenant_id = require_bootstrap(session)["tenantId"]  # the built-in authority: the home tenant
+            return PortalClient(settings.portal_client_id, settings.portal_client_secret, tenant_id)
+        return PortalClient(*ensure_portal_application(context))
+
+    return create_portal_blueprint(config, client, context.db.engine, context.cipher)

@@ -167,8 +167,15 @@ class Settings:
     # name is locked for that address for this many seconds (AADSTS50053), as Entra's smart lockout does.
     signin_lockout_threshold: int = 10
     signin_lockout_seconds: int = 60
+    # Activity-log entries older than this many days are pruned (control_plane/activity/service.py).
+    activity_log_retention_days: int = 90
     # Browser origins (`https://portal.example`) whose pages may call the service (control_plane/cors.py); `*`: any.
     cors_origins: tuple[str, ...] = ()
+    # The portal's client registration (else the service registers one itself), and an external OIDC authority
+    # people sign in to the portal at instead of the built-in issuer (it must be among the trusted issuers).
+    portal_client_id: str | None = None
+    portal_client_secret: str | None = None
+    portal_authority: str | None = None
 
     @property
     def ca_file(self) -> Path:
@@ -252,7 +259,9 @@ class Settings:
             upload_min_bytes_per_second=_int(get, "UPLOAD_MIN_BYTES_PER_SECOND", 1024 * 1024, minimum=1024),
             signin_lockout_threshold=_int(get, "SIGNIN_LOCKOUT_THRESHOLD", 10, minimum=1),
             signin_lockout_seconds=_int(get, "SIGNIN_LOCKOUT_SECONDS", 60, minimum=1),
+            activity_log_retention_days=_int(get, "ACTIVITY_LOG_RETENTION_DAYS", 90, minimum=1),
             cors_origins=_parse_origins(get("CORS_ORIGINS")),
+            **_parse_portal(get),
         )
 
     @property
@@ -309,6 +318,21 @@ def _parse_origins(raw: str | None) -> tuple[str, ...]:
             raise SettingsError(f"CONTROL_PLANE_CORS_ORIGINS entries must be origins like https://portal.example.com "
                                 f"(scheme, host, optional port; no path), not {origin!r}")
     return origins
+
+
+def _parse_portal(get) -> dict[str, str | None]:
+    """CONTROL_PLANE_PORTAL_CLIENT_ID and _CLIENT_SECRET go together; CONTROL_PLANE_PORTAL_AUTHORITY is an https URL."""
+    client_id, secret, authority = get("PORTAL_CLIENT_ID"), get("PORTAL_CLIENT_SECRET"), get("PORTAL_AUTHORITY")
+    if bool(client_id) != bool(secret):
+        raise SettingsError("CONTROL_PLANE_PORTAL_CLIENT_ID and CONTROL_PLANE_PORTAL_CLIENT_SECRET go together")
+    if authority is not None:
+        if not authority.startswith("https://") or not urlsplit(authority).hostname:
+            raise SettingsError(f"CONTROL_PLANE_PORTAL_AUTHORITY must be an https URL, not {authority!r}")
+        if not client_id:
+            raise SettingsError("CONTROL_PLANE_PORTAL_AUTHORITY needs CONTROL_PLANE_PORTAL_CLIENT_ID and _SECRET: "
+                                "the portal's registration at that issuer")
+    return {"portal_client_id": client_id, "portal_client_secret": secret,
+            "portal_authority": authority.rstrip("/") if authority else None}
 
 
 def _parse_throttling(get) -> dict[str, BucketRule] | None:

@@ -55,8 +55,8 @@ def app_routes(app) -> dict[tuple[str, str], str]:
     """(METHOD, path template) -> endpoint, for every documented-worthy route of the url_map."""
     routes: dict[tuple[str, str], str] = {}
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static":
-            continue
+        if rule.endpoint == "static" or rule.endpoint.startswith("portal."):
+            continue  # the portal's HTML pages (control_plane/portal/) are a client of the API, not part of it
         path = openapi_path(rule.rule)
         methods = set(rule.methods or ()) - AUTOMATIC_METHODS
         if "GET" in methods and answers_head_itself(app.view_functions[rule.endpoint]):

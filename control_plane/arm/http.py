@@ -63,6 +63,11 @@ def _check_request_path() -> None:
         raise BadRequest("The request URL is invalid: it contains a NUL character.")
 
 
+# The OAuth endpoints and the issuer's pages take HTML forms; everything else is JSON.
+FORM_PATHS = ("/token", "/oauth2/exchange", "/oauth2/v2.0/authorize", "/oauth2/v2.0/devicecode",
+              "/oauth2/v2.0/logout", "/devicelogin")
+
+
 def _check_request_body() -> None:
     if request.method not in ("PUT", "PATCH", "POST"):
         return
@@ -74,8 +79,9 @@ def _check_request_body() -> None:
     if not length and request.headers.get("Transfer-Encoding", "").lower() != "chunked":
         return
     mimetype = request.mimetype
-    if mimetype == "application/x-www-form-urlencoded" and request.path.endswith(("/token", "/oauth2/exchange")):
-        return
+    if mimetype == "application/x-www-form-urlencoded" and (request.path.endswith(FORM_PATHS)
+                                                             or request.path.startswith("/portal/")):
+        return  # the portal's pages post HTML forms too (control_plane/portal/)
     if mimetype not in ("application/json", "text/json") and not mimetype.endswith("+json"):
         raise UnsupportedMediaType(
             f"The content media type '{mimetype or 'none'}' is not supported. Only 'application/json' is supported."
