@@ -116,8 +116,11 @@ def _caller_fields(caller: Caller) -> tuple[str, str]:
     return caller.app_id or caller.object_id, "Application"
 
 
-def check_sku_features(sku: str, properties: dict[str, Any]) -> None:
-    """Premium-only settings (and Standard-or-better anonymous pull) refused on lower tiers, as ACR does."""
+def check_sku_features(sku: str, properties: dict[str, Any], public_access_sent: bool = True) -> None:
+    """Premium-only settings (and Standard-or-better anonymous pull) refused on lower tiers, as ACR does.
+
+    A PUT that disables exports without naming publicNetworkAccess is accepted, as ACR accepts it (the Azure
+    Verified Modules registry module deploys exactly that with its defaults); naming it Enabled is refused."""
     premium = [
         ("networkRuleSet.defaultAction", properties["networkRuleSet"]["defaultAction"] == "Deny"),
         ("networkRuleSet.ipRules", bool(properties["networkRuleSet"]["ipRules"])),
@@ -140,7 +143,7 @@ def check_sku_features(sku: str, properties: dict[str, Any]) -> None:
         raise BadRequest(f"Anonymous pull requires the Standard or Premium SKU; this registry's SKU is '{sku}'.",
                          code="FeatureNotSupportedForSku", target="properties.anonymousPullEnabled")
     export_disabled = properties["policies"]["exportPolicy"]["status"] == "disabled"
-    if export_disabled and properties["publicNetworkAccess"] != "Disabled":
+    if export_disabled and properties["publicNetworkAccess"] != "Disabled" and public_access_sent:
         raise BadRequest("The export policy can only be disabled when public network access is disabled.",
                          code="InvalidParameter", target="properties.policies.exportPolicy")
 
@@ -158,8 +161,9 @@ def create_or_replace(session: Session, cipher: Cipher, group: ResourceGroup, na
     """PUT: a new registry (201) or a whole replacement of one this group already holds (200)."""
     names.validate_name(name)
     locks.refuse_if_locked(session, f"{group.arm_id}/providers/{REGISTRY_TYPE}/{name}", locks.WRITE)
+    public_access_sent = properties.get("publicNetworkAccess") is not None
     properties = with_defaults(properties)
-    check_sku_features(sku, properties)
+    check_sku_features(sku, properties, public_access_sent)
     by, by_type = _caller_fields(caller)
     existing = session.scalar(sa.select(Registry).where(Registry.name_key == name.lower()))
     if existing is None:
