@@ -368,14 +368,27 @@ def test_group_resource_list_pages_within_its_group_and_refuses_bad_input(servic
         assert [r.id for r in only] == [f"/subscriptions/{service.subscription_id}/resourceGroups/{groups[1]}"
                                         f"/providers/Microsoft.ContainerRegistry/registries/{made[groups[1]][0]}"]
         assert list(rmc.resources.list_by_resource_group(groups[1], filter="resourceType eq 'Other/things'")) == []
+        first = made[groups[0]][0]
+        assert [r.name for r in rmc.resources.list_by_resource_group(groups[0], filter=f"name eq '{first}'")] == [first]
+        # `az resource list -g G [--resource-type T] [-n N]` asks the subscription's list with these clauses.
+        in_group = list(rmc.resources.list(filter=f"resourceGroup eq '{groups[0].upper()}' and resourceType eq "
+                                                  "'Microsoft.ContainerRegistry/registries'"))
+        assert sorted(r.name for r in in_group) == sorted(made[groups[0]])
+        assert list(rmc.resources.list(filter=f"resourceGroup eq '{groups[2]}'")) == []
+        assert [r.name for r in rmc.resources.list(filter=f"resourceGroup eq '{groups[0]}' and name eq "
+                                                           f"'{first}'")] == [first]
 
         path = f"/subscriptions/{service.subscription_id}/resourceGroups/{{}}/resources"
         missing = arm.request("GET", path.format("rg-missing-" + uuid.uuid4().hex[:6]),
                               params={"api-version": "2022-09-01"})
         assert_arm_error(missing, 404, "ResourceGroupNotFound")
         bad_filter = arm.request("GET", path.format(groups[0]),
-                                 params={"api-version": "2022-09-01", "$filter": "name eq 'x'"})
+                                 params={"api-version": "2022-09-01", "$filter": "location eq 'x'"})
         assert_arm_error(bad_filter, 400, "InvalidFilterInQueryString")
+        for repeated in ("name eq 'x' and name eq 'y'", f"resourceGroup eq '{groups[0]}'"):
+            bad_filter = arm.request("GET", path.format(groups[0]),
+                                     params={"api-version": "2022-09-01", "$filter": repeated})
+            assert_arm_error(bad_filter, 400, "InvalidFilterInQueryString")
         no_version = arm.request("GET", path.format(groups[0]))
         assert_arm_error(no_version, 400, "MissingApiVersionParameter")
     finally:

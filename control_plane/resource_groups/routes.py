@@ -116,17 +116,30 @@ def _tag_filter(raw: str | None) -> tuple[str, str | None] | None:
     return match.group(1), match.group(2)
 
 
-FILTER_CLAUSE = re.compile(r"^\s*resourceType\s+eq\s+'([^']{1,256})'\s*$", re.IGNORECASE)
+FILTER_CLAUSE = re.compile(r"^\s*(resourceType|resourceGroup|name)\s+eq\s+'([^']{1,256})'\s*$", re.IGNORECASE)
+AND = re.compile(r"\s+and\s+", re.IGNORECASE)
 
 
-def _resource_type_filter(raw_filter: str | None) -> str | None:
+def _resources_filter(raw_filter: str | None) -> dict[str, str]:
+    """The clauses of a generic resource list's `$filter` this service answers: `resourceType`, `resourceGroup` and
+    `name eq '…'` joined by `and` (what `az resource list -g/--resource-type/-n` builds)."""
     if not raw_filter:
-        return None
-    match = FILTER_CLAUSE.match(raw_filter)
-    if not match:
-        raise BadRequest(f"The $filter '{raw_filter[:200]}' is not supported. Supported: resourceType eq "
-                         "'<type>'.", code="InvalidFilterInQueryString", target="$filter")
-    return match.group(1)
+        return {}
+    clauses: dict[str, str] = {}
+    for clause in AND.split(raw_filter.strip()):
+        match = FILTER_CLAUSE.match(clause)
+        if not match or match.group(1).lower() in clauses:
+            raise BadRequest(f"The $filter '{raw_filter[:200]}' is not supported. Supported: resourceType, "
+                             "resourceGroup and name eq '<value>', joined by and.",
+                             code="InvalidFilterInQueryString", target="$filter")
+        clauses[match.group(1).lower()] = match.group(2)
+    return clauses
+
+
+def _matching(resources: list[dict], clauses: dict[str, str]) -> list[dict]:
+    name = clauses.get("name")
+    return [r for r in resources
+            if (name is None or r["name"].lower() == name.lower()) and may_read(r["type"], r["id"])]
 
 
 @bp.route("/subscriptions/<subscription_id>/resources", methods=["GET"])
@@ -134,13 +147,14 @@ def _resource_type_filter(raw_filter: str | None) -> str | None:
 @requires(actions.RESOURCES_READ, filtered=True)
 def list_resources(subscription_id: str):
     ctx = app_context()
-    resource_type = _resource_type_filter(request.args.get("$filter"))
+    clauses = _resources_filter(request.args.get("$filter"))
     page = page_request(request.args, 1, ctx.settings.page_size)
     with ctx.db.session() as session:
         subscription = subscription_for_caller(session, subscription_id)
-        resources, last = service.list_resources(session, subscription.id, resource_type, page)
-        readable = [r for r in resources if may_read(r["type"], r["id"])]
-        return arm_json(page_body(readable, next_link(base_url(), request.path, request.args, last)))
+        resources, last = service.list_resources(session, subscription.id, clauses.get("resourcetype"), page,
+                                                 clauses.get("resourcegroup"))
+        return arm_json(page_body(_matching(resources, clauses),
+                                  next_link(base_url(), request.path, request.args, last)))
 
 
 @bp.route(GROUP + "/resources", methods=["GET"])
@@ -149,11 +163,15 @@ def list_resources(subscription_id: str):
 def list_group_resources(subscription_id: str, group_name: str):
     """Resources_ListByResourceGroup: Ansible's azure_rm_resourcegroup asks it whether a group is empty."""
     ctx = app_context()
-    resource_type = _resource_type_filter(request.args.get("$filter"))
+    clauses = _resources_filter(request.args.get("$filter"))
+    if "resourcegroup" in clauses:
+        raise BadRequest(f"The $filter '{request.args['$filter'][:200]}' is not supported here: the group is in "
+                         "the path.", code="InvalidFilterInQueryString", target="$filter")
     page = page_request(request.args, 1, ctx.settings.page_size)
     with ctx.db.session() as session:
         subscription = subscription_for_caller(session, subscription_id)
         group = service.get(session, subscription.id, group_name)
-        resources, last = service.list_resources(session, subscription.id, resource_type, page, group)
-        readable = [r for r in resources if may_read(r["type"], r["id"])]
-        return arm_json(page_body(readable, next_link(base_url(), request.path, request.args, last)))
+        resources, last = service.list_resources(session, subscription.id, clauses.get("resourcetype"), page,
+                                                 group.name)
+        return arm_json(page_body(_matching(resources, clauses),
+                                  next_link(base_url(), request.path, request.args, last)))

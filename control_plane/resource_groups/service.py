@@ -156,7 +156,7 @@ def register() -> None:
 
 
 def list_resources(session: Session, subscription_id: str, resource_type: str | None,
-                   page: PageRequest, group: ResourceGroup | None = None) -> tuple[list[dict], tuple | None]:
+                   page: PageRequest, group_name: str | None = None) -> tuple[list[dict], tuple | None]:
     """Generic resources of a subscription or of one group, optionally of one type (what `az acr ... -n` looks up).
 
     Each lister returns its resources ordered by lower-cased id after the page's key; merging them keeps the
@@ -168,7 +168,7 @@ def list_resources(session: Session, subscription_id: str, resource_type: str | 
         lister = RESOURCE_LISTERS.get(resource_type.lower())
         listers = [lister] if lister else []
     after = page.after[0] if page.after else None
-    prefix = f"/subscriptions/{subscription_id}/resourcegroups/{group.name}/".lower() if group else ""
+    prefix = f"/subscriptions/{subscription_id}/resourcegroups/{group_name}/".lower() if group_name else ""
     if prefix and (after is None or after < prefix):
         after = prefix
     merged = sorted((r for lister in listers for r in lister(session, subscription_id, after, page.size + 1)
