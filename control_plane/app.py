@@ -137,8 +137,13 @@ def _portal_blueprint(context: AppContext) -> Blueprint:
 
     settings = context.settings
     local_ca = settings.uses_https and settings.tls_cert_file is None
+    # An external authority is one of the trusted issuers: the portal asks it for tokens of that issuer's audience.
+    trusted = next((t for t in settings.trusted_issuers
+                    if settings.portal_authority and t.issuer.rstrip("/") == settings.portal_authority), None)
     config = PortalConfig(public_url=settings.public_url, ca_bundle=str(settings.ca_file) if local_ca else None,
-                          external_authority=settings.portal_authority)
+                          external_authority=settings.portal_authority,
+                          external_audience=trusted.audience if trusted else None,
+                          external_ca_bundle=str(trusted.ca_bundle) if trusted and trusted.ca_bundle else None)
 
     def client() -> PortalClient:
         if settings.portal_client_id and settings.portal_client_secret:

@@ -244,7 +244,7 @@ class Settings:
             worker_poll_seconds=float(get("WORKER_POLL_SECONDS", "1.0")),
             operation_lease_seconds=_int(get, "OPERATION_LEASE_SECONDS", 30, minimum=2),
             log_level=get("LOG_LEVEL", "INFO").upper(),
-            trusted_issuers=_parse_trusted_issuers(get("TRUSTED_ISSUERS"), public_url),
+            trusted_issuers=(trusted := _parse_trusted_issuers(get("TRUSTED_ISSUERS"), public_url)),
             throttle_rules=_parse_throttling(get),
             log_format=_parse_choice(get, "LOG_FORMAT", ("json", "text")),
             run_worker=_parse_bool(get, "RUN_WORKER", True),
@@ -261,7 +261,7 @@ class Settings:
             signin_lockout_seconds=_int(get, "SIGNIN_LOCKOUT_SECONDS", 60, minimum=1),
             activity_log_retention_days=_int(get, "ACTIVITY_LOG_RETENTION_DAYS", 90, minimum=1),
             cors_origins=_parse_origins(get("CORS_ORIGINS")),
-            **_parse_portal(get),
+            **_parse_portal(get, trusted),
         )
 
     @property
@@ -320,8 +320,9 @@ def _parse_origins(raw: str | None) -> tuple[str, ...]:
     return origins
 
 
-def _parse_portal(get) -> dict[str, str | None]:
-    """CONTROL_PLANE_PORTAL_CLIENT_ID and _CLIENT_SECRET go together; CONTROL_PLANE_PORTAL_AUTHORITY is an https URL."""
+def _parse_portal(get, trusted: tuple[TrustedIssuer, ...]) -> dict[str, str | None]:
+    """CONTROL_PLANE_PORTAL_CLIENT_ID and _CLIENT_SECRET go together; CONTROL_PLANE_PORTAL_AUTHORITY is an https URL
+    and one of the trusted issuers (else the service would refuse every token the portal gets there)."""
     client_id, secret, authority = get("PORTAL_CLIENT_ID"), get("PORTAL_CLIENT_SECRET"), get("PORTAL_AUTHORITY")
     if bool(client_id) != bool(secret):
         raise SettingsError("CONTROL_PLANE_PORTAL_CLIENT_ID and CONTROL_PLANE_PORTAL_CLIENT_SECRET go together")
@@ -331,6 +332,9 @@ def _parse_portal(get) -> dict[str, str | None]:
         if not client_id:
             raise SettingsError("CONTROL_PLANE_PORTAL_AUTHORITY needs CONTROL_PLANE_PORTAL_CLIENT_ID and _SECRET: "
                                 "the portal's registration at that issuer")
+        if not any(t.issuer.rstrip("/") == authority.rstrip("/") for t in trusted):
+            raise SettingsError("CONTROL_PLANE_PORTAL_AUTHORITY must be the issuer of one of "
+                                "CONTROL_PLANE_TRUSTED_ISSUERS: the service accepts only their tokens")
     return {"portal_client_id": client_id, "portal_client_secret": secret,
             "portal_authority": authority.rstrip("/") if authority else None}
 

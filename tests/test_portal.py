@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 import shutil
 import ssl
@@ -580,13 +581,18 @@ def test_portal_settings_are_checked_at_start():
 
     base = {"CONTROL_PLANE_DATA_DIR": "/tmp/portal-settings"}
     assert Settings.from_env(base).portal_client_id is None
+    trusted = json.dumps([{"issuer": "https://login.example/tenant/v2.0", "audience": "api://portal",
+                           "tenantId": "9b6a4a3e-8c1f-4a5e-9f0d-2b7c1e3d4f50"}])
     configured = Settings.from_env({**base, "CONTROL_PLANE_PORTAL_CLIENT_ID": "app",
                                     "CONTROL_PLANE_PORTAL_CLIENT_SECRET": "secret",
-                                    "CONTROL_PLANE_PORTAL_AUTHORITY": "https://login.example/tenant/"})
-    assert (configured.portal_client_id, configured.portal_authority) == ("app", "https://login.example/tenant")
+                                    "CONTROL_PLANE_TRUSTED_ISSUERS": trusted,
+                                    "CONTROL_PLANE_PORTAL_AUTHORITY": "https://login.example/tenant/v2.0/"})
+    assert (configured.portal_client_id, configured.portal_authority) == ("app", "https://login.example/tenant/v2.0")
     for wrong in ({"CONTROL_PLANE_PORTAL_CLIENT_ID": "app"},
                   {"CONTROL_PLANE_PORTAL_AUTHORITY": "https://login.example/tenant"},
                   {"CONTROL_PLANE_PORTAL_CLIENT_ID": "app", "CONTROL_PLANE_PORTAL_CLIENT_SECRET": "s",
-                   "CONTROL_PLANE_PORTAL_AUTHORITY": "http://login.example/tenant"}):
+                   "CONTROL_PLANE_PORTAL_AUTHORITY": "http://login.example/tenant"},
+                  {"CONTROL_PLANE_PORTAL_CLIENT_ID": "app", "CONTROL_PLANE_PORTAL_CLIENT_SECRET": "s",
+                   "CONTROL_PLANE_PORTAL_AUTHORITY": "https://untrusted.example/tenant/v2.0"}):
         with pytest.raises(SettingsError, match="CONTROL_PLANE_PORTAL"):
             Settings.from_env({**base, **wrong})

@@ -74,10 +74,12 @@ _local = threading.local()
 
 
 def http_session(verify: str | bool) -> requests.Session:
-    """One connection pool per thread (a requests.Session is not meant to be shared between threads)."""
-    session = getattr(_local, "session", None)
+    """One connection pool per thread and CA (a requests.Session is not meant to be shared between threads; an
+    external authority's certificate may come from another CA than the service's)."""
+    sessions: dict = _local.__dict__.setdefault("sessions", {})
+    session = sessions.get(verify)
     if session is None:
-        session = _local.session = HttpSession(verify)
+        session = sessions[verify] = HttpSession(verify)
     return session
 
 
@@ -153,6 +155,9 @@ class Service:
     # -- Graph -----------------------------------------------------------------------------------------------------
 
     def graph(self, method: str, path: str, body: Any = None, params: dict | None = None) -> dict:
+        if self.config.external_authority:  # the directory is the built-in issuer's: no token of ours reaches it
+            raise ApiError(501, "DirectoryUnavailable", "The directory (Microsoft Graph) is only available to "
+                           "people who sign in at the service's built-in issuer, not at an external authority.")
         url = f"{self.config.public_url}/v1.0{path}"
         response = self._send(method, url, self.config.graph_resource, json=body, params=params)
         return response.json() if response.content else {}

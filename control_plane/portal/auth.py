@@ -8,8 +8,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 import msal
+import requests
 
-from control_plane.portal.api import http_session
+from control_plane.portal.api import TIMEOUT, http_session
 from control_plane.portal.config import PortalClient, PortalConfig
 from control_plane.portal.sessions import PortalSession
 
@@ -23,6 +24,7 @@ class SignIn:
         self.config = config
         self._client = client
         self.http_cache: dict = {}  # OIDC discovery, fetched once per process rather than once per request
+        self._end_session: str | None = None
 
     @property
     def client(self) -> PortalClient:
@@ -39,7 +41,7 @@ class SignIn:
                                  else {"authority": self.authority, "instance_discovery": False})
         return msal.ConfidentialClientApplication(
             self.client.client_id, client_credential=self.client.client_secret, token_cache=cache,
-            http_client=http_session(self.config.verify), http_cache=self.http_cache, **where)
+            http_client=http_session(self.config.authority_verify), http_cache=self.http_cache, **where)
 
     @staticmethod
     def _cache(session: PortalSession) -> msal.SerializableTokenCache:
@@ -54,7 +56,8 @@ class SignIn:
             session.set("cache", cache.serialize())
 
     def scope(self, resource: str) -> str:
-        return f"{resource.rstrip('/')}/.default"
+        """`<resource>/.default`; at an external authority, the one audience the service accepts from it."""
+        return f"{(self.config.external_audience or resource).rstrip('/')}/.default"
 
     def begin(self, session: PortalSession, redirect_uri: str) -> str:
         """Starts the authorization code flow (state, nonce, PKCE verifier kept in the session); the URL to go to."""
@@ -81,8 +84,10 @@ class SignIn:
             raise SignInRequired("The issuer answered without an account.")
         self._keep(session, cache)
         session.set("account", accounts[0]["home_account_id"])
+        # An external issuer without `oid` (Keycloak, Dex) names the person by `sub`, as the service then does.
+        oid = claims.get("oid") or (claims.get("sub") if self.config.external_authority else "") or ""
         session.set("user", {"name": claims.get("name") or claims.get("preferred_username") or "",
-                             "username": claims.get("preferred_username") or "", "oid": claims.get("oid", "")})
+                             "username": claims.get("preferred_username") or "", "oid": oid})
         return claims
 
     def token(self, session: PortalSession, resource: str) -> str:
@@ -103,5 +108,17 @@ class SignIn:
 
     def logout_url(self, post_logout_redirect_uri: str) -> str:
         """The issuer's end-session URL, so the issuer's own browser session ends too."""
-        query = urlencode({"post_logout_redirect_uri": post_logout_redirect_uri})
-        return f"{self.authority}/oauth2/v2.0/logout?{query}"
+        # client_id (OIDC RP-Initiated Logout): an issuer returns only to a URI registered for the client.
+        query = urlencode({"post_logout_redirect_uri": post_logout_redirect_uri, "client_id": self.client.client_id})
+        if not self.config.external_authority:
+            return f"{self.authority}/oauth2/v2.0/logout?{query}"
+        if self._end_session is None:  # an OIDC issuer names it in its discovery document; asked until it answers
+            try:
+                document = http_session(self.config.authority_verify).get(
+                    f"{self.authority}/.well-known/openid-configuration", timeout=TIMEOUT).json()
+            except (requests.RequestException, ValueError):
+                document = None
+            if isinstance(document, dict):
+                self._end_session = str(document.get("end_session_endpoint") or "")
+        # Without one, only the portal's own session ends.
+        return f"{self._end_session}?{query}" if self._end_session else post_logout_redirect_uri

@@ -51,8 +51,9 @@ def effective(service: Service, scope: str, object_id: str) -> Permissions:
     """The person's permissions at `scope` (a subscription, group or resource id); none when they may not even
     read the role assignments there."""
     try:
-        groups = service.graph("POST", f"/directoryObjects/{object_id}/getMemberGroups",
-                               {"securityEnabledOnly": False}).get("value", [])
+        # Someone an external authority vouched for is in none of the directory's groups.
+        groups = [] if service.config.external_authority else service.graph(
+            "POST", f"/directoryObjects/{object_id}/getMemberGroups", {"securityEnabledOnly": False}).get("value", [])
         assignments = service.arm_list(f"{scope}/providers/Microsoft.Authorization/roleAssignments", "authorization",
                                        params={"$filter": "atScope()"})
     except ApiError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,6 +27,7 @@ ASSIGNABLE_ROLES = ("Reader", "Contributor", "Owner", "AcrPull", "AcrPush", "Acr
                     "User Access Administrator")
 PRINCIPAL_TYPES = {"users": "User", "groups": "Group", "servicePrincipals": "ServicePrincipal"}
 ACTIVITY_DAYS = 30
+FRESH_SIGN_IN_SECONDS = 60  # a 401 this soon after signing in is not cured by signing in again
 # A create form must not quietly update what exists already (an ARM PUT is create-or-update).
 CREATE_ONLY = {"If-None-Match": "*"}
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
@@ -74,8 +76,11 @@ def register(bp: Blueprint, config: PortalConfig, store: SessionStore, signin: S
 
     @bp.errorhandler(ApiError)
     def api_error(error: ApiError):
-        if error.status == 401:
+        signed_in_at = session().get("signed_in_at") or 0
+        if error.status == 401 and time.time() - signed_in_at > FRESH_SIGN_IN_SECONDS:
             return sign_in_again(SignInRequired(error.message))
+        # A token the issuer has only just given is refused: signing in again would bring the same (say, an
+        # external authority the service does not trust), so the service's reason is shown instead of a loop.
         if request.path.startswith(f"{bp.url_prefix}/api/"):
             return jsonify({"error": {"code": error.code, "message": error.message}}), error.status
         return page("error.html", title="Error", status=error.status, code=error.code, message=error.message), \
@@ -147,6 +152,8 @@ def register(bp: Blueprint, config: PortalConfig, store: SessionStore, signin: S
                 {"title": "Repositories", "url": url_for("portal.repositories", **args), "key": "repositories"},
                 {"title": "Access control", "url": url_for("portal.access", **args), "key": "access"},
                 {"title": "Activity log", "url": url_for("portal.registry_activity", **args), "key": "activity"}]
+        if config.external_authority:  # access control names principals through the directory, which is not theirs
+            tabs = [tab for tab in tabs if tab["key"] != "access"]
         tabs += [{"title": kind.title, "url": url_for("portal.children", kind=kind.key, **args), "key": kind.key}
                  for kind in children_of("registries")]
         for tab in tabs:
@@ -185,6 +192,7 @@ def register(bp: Blueprint, config: PortalConfig, store: SessionStore, signin: S
         # A fresh session id after sign-in: an id planted before it (session fixation) is worth nothing.
         signed_in = store.new()
         signed_in.data = {k: v for k, v in session().data.items() if k not in ("flow", "next")}
+        signed_in.data["signed_in_at"] = time.time()
         signed_in.dirty = True
         wanted = session().get("next")
         store.delete(session())
