@@ -4,13 +4,15 @@ The yardstick is Debian's CNCF Distribution 2.8 (`docker-registry`, filesystem d
 beside `control-plane serve` (local-folder storage, the registry's admin user, TLS from its own CA) and measured in
 the same round, so every figure is a ratio to Distribution on the same machine at the same moment:
 
-* push and pull of a fresh 256 MiB single-layer image with skopeo (MB/s; one image per round, new to both);
+* push and pull of a fresh 256 MiB single-layer image with skopeo (MB/s; one image per round, new to both; the
+  layer is gzip with stored blocks, so that skopeo sends it as it is instead of compressing it: build_image);
+* one GET of the pushed layer with curl (MB/s), what each server sends when the client does nothing but TLS;
 * manifest GET by tag with wrk (16 connections): the service with a bearer token from its token service,
   Distribution without auth; requests/s and p99, interleaved in one-second slices as bench/run.py does;
 * the service workers' RSS growth during a 1 GiB push (target < 50 MB: uploads stream);
 * the same 256 MiB push against a service on Azurite, as MB/s beside the local backend's.
 
-Installs nothing: skopeo, wrk and docker-registry (Debian) must be there; Azurite is looked up as in bench/run.py.
+Installs nothing: skopeo, wrk, curl and docker-registry (Debian) must be there; Azurite is looked up as in bench/run.py.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import gzip
 import hashlib
 import io
 import ipaddress
@@ -37,12 +40,14 @@ import requests
 
 from bench.run import (
     BENCH_DIR,
+    DEFAULT_POSTGRES,
     Config,
     Load,
     Process,
     Service,
     azurite,
     combine,
+    database,
     find_azurite,
     free_port,
     machine,
@@ -65,36 +70,58 @@ SKOPEO_TIMEOUT = 900
 # -- images ----------------------------------------------------------------------------------------------------
 
 
-def build_image(layout: Path, tag: str, size_mib: int) -> None:
-    """An OCI layout holding one image: a single uncompressed layer with `size_mib` MiB of fresh random bytes.
+def build_image(layout: Path, tag: str, size_mib: int) -> str:
+    """An OCI layout holding one image: a single gzip layer with `size_mib` MiB of fresh random bytes.
 
-    Written by hand (no umoci): umoci gzips layers, which would make building, not pushing, the slow part.
+    The layer is gzip at level 0 (stored deflate blocks): skopeo compresses every uncompressed layer it pushes to a
+    registry, and gzip of random bytes (~60-120 MB/s on this machine) would then be what a push measures, for both
+    registries alike. Stored blocks cost only a CRC, and the registries receive and serve what they would for any
+    compressed layer. Written by hand (no umoci), for the same reason.
     """
     blobs = layout / "blobs" / "sha256"
     blobs.mkdir(parents=True, exist_ok=True)
     (layout / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
-    layer_path = layout / "layer.tar"
-    with open(layer_path, "wb") as out, tarfile.open(fileobj=out, mode="w|") as tar:
-        info = tarfile.TarInfo("data.bin")
-        info.size = size_mib * 1024 * 1024
-        tar.addfile(info, _RandomReader(info.size))
+    layer_path = layout / "layer.tar.gz"
+    with open(layer_path, "wb") as out, gzip.GzipFile(fileobj=out, mode="wb", compresslevel=0, mtime=0) as packed:
+        tar_stream = _HashingWriter(packed)
+        with tarfile.open(fileobj=tar_stream, mode="w|") as tar:
+            info = tarfile.TarInfo("data.bin")
+            info.size = size_mib * 1024 * 1024
+            tar.addfile(info, _RandomReader(info.size))
+    diff_id = tar_stream.hash.hexdigest()
     layer_digest = _sha256_file(layer_path)
     layer_path.rename(blobs / layer_digest)
     config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers",
-                                                                          "diff_ids": [f"sha256:{layer_digest}"]},
+                                                                          "diff_ids": [f"sha256:{diff_id}"]},
                          "config": {}}).encode()
     config_digest = _store(blobs, config)
     manifest = json.dumps({
         "schemaVersion": 2, "mediaType": MANIFEST_ACCEPT,
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": f"sha256:{config_digest}",
                    "size": len(config)},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": f"sha256:{layer_digest}",
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": f"sha256:{layer_digest}",
                     "size": (blobs / layer_digest).stat().st_size}]}).encode()
     manifest_digest = _store(blobs, manifest)
     index = {"schemaVersion": 2, "manifests": [{"mediaType": MANIFEST_ACCEPT, "digest": f"sha256:{manifest_digest}",
                                                 "size": len(manifest),
                                                 "annotations": {"org.opencontainers.image.ref.name": tag}}]}
     (layout / "index.json").write_text(json.dumps(index))
+    return f"sha256:{layer_digest}"
+
+
+class _HashingWriter(io.RawIOBase):
+    """Passes writes on, hashing them (the layer's diff_id: the sha256 of its uncompressed tar)."""
+
+    def __init__(self, target):
+        self.target = target
+        self.hash = hashlib.sha256()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.hash.update(data)
+        return self.target.write(data)
 
 
 class _RandomReader(io.RawIOBase):
@@ -201,10 +228,12 @@ def prepare_registry(service: Service) -> str:
 
 
 class Skopeo:
-    def __init__(self, work: Path, ca_file: str):
+    def __init__(self, work: Path, ca_files: list[str]):
+        """`ca_files`: every CA to trust (each service makes its own; skopeo reads every *.crt in its cert dir)."""
         self.cert_dir = work / "skopeo-certs"
         self.cert_dir.mkdir(exist_ok=True)
-        shutil.copy(ca_file, self.cert_dir / "ca.crt")
+        for index, ca_file in enumerate(ca_files):
+            shutil.copy(ca_file, self.cert_dir / f"ca-{index}.crt")
         self.env = dict(os.environ, REGISTRY_AUTH_FILE=str(work / "skopeo-auth.json"))
 
     def copy(self, source: str, destination: str, creds: str | None, direction: str) -> float:
@@ -262,6 +291,22 @@ def registry_token(service: Service, password: str) -> str:
     return response.json()["access_token"]
 
 
+def blob_gets(service: Service, token: str, distribution_address: str, digest: str) -> dict[str, float]:
+    """MB/s of one curl GET of the layer from each registry, the service first (the bytes are in the page cache
+    for both: each was just pushed and pulled)."""
+    targets = {"service": (f"{service.url}/v2/{REGISTRY}/{REPOSITORY}/blobs/{digest}",
+                           ["-H", f"Authorization: Bearer {token}"]),
+               "distribution": (f"https://{distribution_address}/v2/{REPOSITORY}/blobs/{digest}", [])}
+    speeds = {}
+    for name, (url, headers) in targets.items():
+        done = subprocess.run(["curl", "-sS", "--fail", "-o", "/dev/null", "--cacert", service.ca, "-w",
+                               "%{speed_download}", *headers, url], capture_output=True, text=True, timeout=300)
+        if done.returncode != 0:
+            raise RuntimeError(f"curl {url} failed: {done.stderr}")
+        speeds[name] = float(done.stdout) / 1e6
+    return speeds
+
+
 def manifest_gets(service: Service, token: str, distribution_address: str, tag: str, load: Load,
                   service_first: bool) -> dict:
     """wrk on both registries' manifest GET by tag, interleaved in one-second slices (see bench/run.py)."""
@@ -285,7 +330,7 @@ def one_round(index: int, work: Path, service: Service, password: str, azure_ser
               azure_password: str | None, distribution_address: str, skopeo: Skopeo, load: Load) -> dict:
     tag = f"r{index}"
     layout = work / f"image-{index}"
-    build_image(layout, tag, IMAGE_MIB)
+    layer = build_image(layout, tag, IMAGE_MIB)
     creds = f"{REGISTRY}:{password}"
     service_ref = f"docker://127.0.0.1:{service.port}/{REGISTRY}/{REPOSITORY}:{tag}"
     distribution_ref = f"docker://{distribution_address}/{REPOSITORY}:{tag}"
@@ -304,8 +349,10 @@ def one_round(index: int, work: Path, service: Service, password: str, azure_ser
     figures["push_mb_s"], figures["pull_mb_s"] = push, pull
     figures["push_ratio"] = push["service"] / push["distribution"]
     figures["pull_ratio"] = pull["service"] / pull["distribution"]
-    gets = manifest_gets(service, registry_token(service, password), distribution_address, tag, load,
-                         service_first=index % 2 == 0)
+    token = registry_token(service, password)
+    figures["blob_get_mb_s"] = blob_gets(service, token, distribution_address, layer)
+    figures["blob_get_ratio"] = figures["blob_get_mb_s"]["service"] / figures["blob_get_mb_s"]["distribution"]
+    gets = manifest_gets(service, token, distribution_address, tag, load, service_first=index % 2 == 0)
     figures["manifest_get"] = gets
     figures["manifest_get_ratio"] = gets["service"]["rps"] / gets["distribution"]["rps"]
     figures["manifest_p99_ratio"] = gets["service"]["p99_ms"] / gets["distribution"]["p99_ms"]
@@ -339,21 +386,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--azurite", help="azurite-blob binary (default: as bench/run.py finds it); 'none' skips")
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite",
+                        help="the local-storage service's database (the Azurite one always uses SQLite)")
+    parser.add_argument("--postgres", default=os.environ.get("CONTROL_PLANE_TEST_POSTGRES", DEFAULT_POSTGRES),
+                        help="admin URL: a fresh database is made there and dropped after")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    for tool in ("skopeo", "wrk", "docker-registry"):
+    for tool in ("skopeo", "wrk", "curl", "docker-registry"):
         if shutil.which(tool) is None:
-            raise SystemExit(f"{tool} is not installed (Debian: apt-get install skopeo wrk docker-registry)")
+            raise SystemExit(f"{tool} is not installed (Debian: apt-get install skopeo wrk curl docker-registry)")
     config = Config(args.workers, args.threads, Load(2, args.connections, args.seconds), page_size=100,
                     list_size=0, creates=0)
     azurite_binary = None if args.azurite == "none" else find_azurite(args.azurite)
     with tempfile.TemporaryDirectory(prefix="cp-bench-registry-") as tmp, contextlib.ExitStack() as stack:
         work = Path(tmp)
-        service = make_service("local", work, None, "local", config)
+        database_url = stack.enter_context(database(args.database, args.postgres))
+        service = make_service("local", work, database_url, "local", config)
         service.start()
         stack.callback(service.stop)
         password = prepare_registry(service)
@@ -366,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
             azure_password = prepare_registry(azure_service)
         cert, key = sign_server_certificate(service.data_dir / "tls", work)
         distribution_address = stack.enter_context(distribution(work, cert, key, service.ca))
-        skopeo = Skopeo(work, service.ca)
+        skopeo = Skopeo(work, [service.ca] + ([azure_service.ca] if azure_service is not None else []))
         print(json.dumps({"machine": machine()}))
         rounds = []
         for index in range(1, args.rounds + 1):
@@ -385,10 +437,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _short(figures: dict) -> dict:
-    keys = ("push_ratio", "pull_ratio", "manifest_get_ratio", "manifest_p99_ratio", "azurite_push_ratio")
+    keys = ("push_ratio", "pull_ratio", "blob_get_ratio", "manifest_get_ratio", "manifest_p99_ratio",
+            "azurite_push_ratio")
     short = {k: round(figures[k], 3) for k in keys if k in figures}
     short["push_mb_s"] = {k: round(v, 1) for k, v in figures["push_mb_s"].items()}
     short["pull_mb_s"] = {k: round(v, 1) for k, v in figures["pull_mb_s"].items()}
+    short["blob_get_mb_s"] = {k: round(v, 1) for k, v in figures["blob_get_mb_s"].items()}
+    if "azurite_push_mb_s" in figures:
+        short["azurite_push_mb_s"] = round(figures["azurite_push_mb_s"], 1)
     short["manifest_rps"] = {k: round(v["rps"]) for k, v in figures["manifest_get"].items()}
     short["manifest_p99_ms"] = {k: round(v["p99_ms"], 2) for k, v in figures["manifest_get"].items()}
     return short
@@ -397,7 +453,8 @@ def _short(figures: dict) -> dict:
 def summarise(rounds: list[dict]) -> dict:
     """Median (min-max) of each ratio over the rounds."""
     summary = {}
-    for key in ("push_ratio", "pull_ratio", "manifest_get_ratio", "manifest_p99_ratio", "azurite_push_ratio"):
+    for key in ("push_ratio", "pull_ratio", "blob_get_ratio", "manifest_get_ratio", "manifest_p99_ratio",
+                "azurite_push_ratio"):
         values = [r[key] for r in rounds if key in r]
         if values:
             summary[key] = {"median": round(statistics.median(values), 3), "min": round(min(values), 3),

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger
 
 from control_plane.config import Settings
 
@@ -34,6 +35,17 @@ class ControlPlaneServer(BaseApplication):
         # collector's reach, whose full passes otherwise walk all of it (~70 ms, every few thousand requests).
         gc.freeze()
         return app
+
+
+class QuietAccessLogger(Logger):
+    """gunicorn's logger, whose access log stays off (the app writes a richer line per request itself).
+
+    With `logconfig_dict` set, gunicorn builds every request's access-log atoms and only then lets the
+    `gunicorn.access` logger's level drop the line: a few percent of a small request's CPU, for nothing."""
+
+    def access(self, resp, req, environ, request_time):
+        if self.access_log.isEnabledFor(logging.INFO):
+            super().access(resp, req, environ, request_time)
 
 
 def _worker_exit(server, worker):
@@ -89,6 +101,7 @@ def run(settings: Settings, host: str, port: int, workers: int, threads: int) ->
         "errorlog": "-",
         "loglevel": settings.log_level.lower(),
         "logconfig_dict": logs.gunicorn_config(settings.log_level, log_format),
+        "logger_class": QuietAccessLogger,
         "worker_exit": _worker_exit,
         "child_exit": _child_exit,
         "control_socket_disable": True,

@@ -851,6 +851,13 @@ def test_az_acr_repository_and_manifest_commands(registry, az_data_plane):
     az.json("acr", "manifest", "delete", "-r", name, "-n", "team/app:2.0", "--yes")
     assert_error(reg.get(f"/acr/v1/team%2Fapp/_manifests/{two.digest}"), 404, "MANIFEST_UNKNOWN")
     az.json("acr", "repository", "delete", "-n", name, "--image", f"team/app@{one.digest}", "--yes")
+    # One delete-locked manifest refuses the repository's delete whole: nothing of it goes.
+    [untagged] = [m["digest"] for m in az.json("acr", "manifest", "list-metadata", "-r", name, "-n", "team/app")]
+    az.json("acr", "repository", "update", "-n", name, "--image", f"team/app@{untagged}", "--delete-enabled", "false")
+    refused = az.fail("acr", "repository", "delete", "-n", name, "--repository", "team/app", "--yes")
+    assert "disallowed" in refused.lower()
+    assert az.json("acr", "repository", "show", "-n", name, "--repository", "team/app")["manifestCount"] == 1
+    az.json("acr", "repository", "update", "-n", name, "--image", f"team/app@{untagged}", "--delete-enabled", "true")
     az.json("acr", "repository", "delete", "-n", name, "--repository", "team/app", "--yes")
     assert az.json("acr", "repository", "list", "-n", name) in ([], None)
     assert reg.login_server in az_data_plane.proxy.tunnels

@@ -909,6 +909,78 @@ def test_locks(env, reg):
     env.service.delete_manifest(reg, "locked", digest, WHO)
 
 
+def test_delete_repository_is_one_transaction(env, reg, monkeypatch):
+    """Manifests, tags, links and events go together or not at all: any lock refuses the whole delete, and a
+    failure inside it leaves the repository as it was. What nothing else keeps is freed at once."""
+    shared, own = b"layer both repositories use" * 50, b"layer only this one uses" * 50
+    first = image(env, reg, "whole/app", [shared, own], config={"n": "first"})
+    second = image(env, reg, "whole/app", [own], config={"n": "second"})
+    for reference, body in (("v1", first), ("v2", second), (digest_of(second), second)):
+        env.service.put_manifest(reg, "whole/app", reference, body, OCI_MANIFEST, WHO)
+    env.service.put_manifest(reg, "whole/app", "v1-again", first, OCI_MANIFEST, WHO)
+    extra = push_blob(env, reg, "whole/app", b"a blob no manifest names")
+    kept = image(env, reg, "kept", [shared], config={"n": "kept"})
+    env.service.put_manifest(reg, "kept", "1", kept, OCI_MANIFEST, WHO)
+    [repo] = env.rows(Repository, registry_id=reg.id, name="whole/app")
+
+    def state() -> tuple:
+        return (sorted(m.digest for m in env.rows(Manifest, repository_id=repo.id)),
+                sorted(t.name for t in env.rows(Tag, repository_id=repo.id)),
+                sorted(link.digest for link in env.rows(RepositoryBlob, repository_id=repo.id)),
+                len(env.rows(RegistryEvent, registry_id=reg.id)), sorted(env.objects(reg, "blobs/")))
+
+    before = state()
+    assert (len(before[0]), before[1]) == (2, ["v1", "v1-again", "v2"])
+    locks = [(Tag, (Tag.repository_id == repo.id, Tag.name == "v2"), "delete_enabled"),
+             (Tag, (Tag.repository_id == repo.id, Tag.name == "v1-again"), "write_enabled"),
+             (Manifest, (Manifest.repository_id == repo.id, Manifest.digest == digest_of(second)), "delete_enabled"),
+             (Manifest, (Manifest.repository_id == repo.id, Manifest.digest == digest_of(first)), "write_enabled"),
+             (Repository, (Repository.id == repo.id,), "delete_enabled")]
+    for model, where, column in locks:
+        _lock(env, model, where, **{column: False})
+        with expect(Disallowed, "REGISTRY_DISALLOWED_OPERATION", 405):
+            env.service.delete_repository(reg, "whole/app", WHO)
+        assert state() == before, (model.__name__, column)
+        _lock(env, model, where, **{column: True})
+
+    # A failure after the rows were deleted and the events written rolls all of it back.
+    def failing(*args, **kwargs):
+        raise RuntimeError("the database went away")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(content_service, "_delete_unkept", failing)
+        with pytest.raises(RuntimeError):
+            env.service.delete_repository(reg, "whole/app", WHO)
+    assert state() == before
+
+    deleted = env.service.delete_repository(reg, "whole/app", RequestInfo(actor="deleter"))
+    assert deleted == content_service.RepositoryDeleted(sorted([digest_of(first), digest_of(second)]),
+                                                         ["v1", "v1-again", "v2"])
+    assert state()[:3] == ([], [], [])
+    events = env.rows(RegistryEvent, registry_id=reg.id, action="delete")
+    assert sorted((e.repository, e.digest, e.actor) for e in events) == sorted(
+        ("whole/app", d, "deleter") for d in (digest_of(first), digest_of(second)))
+    # Freed at once: everything only this repository held, rows and objects; the shared layer stays for `kept`.
+    only_here = {digest_of(own), digest_of(first), digest_of(second), extra,
+                 json.loads(first)["config"]["digest"], json.loads(second)["config"]["digest"]}
+    assert {b.digest for b in env.rows(Blob, registry_id=reg.id)}.isdisjoint(only_here)
+    assert {names.blob_key(d) for d in only_here}.isdisjoint(env.objects(reg, "blobs/"))
+    assert env.service.stat_blob(reg, "kept", digest_of(shared)).size == len(shared)
+    assert env.service.catalog(reg, None, None) == (["kept"], False)
+    with expect(NameUnknown, "NAME_UNKNOWN", 404):
+        env.service.delete_repository(reg, "whole/app", WHO)
+    with expect(NameUnknown, "NAME_UNKNOWN", 404):
+        env.service.delete_repository(reg, "never/pushed", WHO)
+    with expect(NameInvalid, "NAME_INVALID", 400):
+        env.service.delete_repository(reg, "../etc", WHO)
+    # The name can be pushed again from scratch, with fresh attributes.
+    again = image(env, reg, "whole/app", [own], config={"n": "again"})
+    env.service.put_manifest(reg, "whole/app", "v1", again, OCI_MANIFEST, WHO)
+    [fresh] = env.rows(Repository, registry_id=reg.id, name="whole/app")
+    assert (fresh.delete_enabled, fresh.write_enabled, fresh.read_enabled, fresh.list_enabled) == (True,) * 4
+    assert env.service.list_tags(reg, "whole/app", None, None) == (["v1"], False)
+
+
 # -- concurrency -------------------------------------------------------------------------------------------------
 
 

@@ -240,6 +240,29 @@ def test_unknown_registry_and_unknown_routes(service, proxy, reg):
     assert_oci_error(host.request("GET", "/v2/team/app/tags/list"), 404, "NAME_UNKNOWN")
 
 
+def test_path_style_catalog_is_unsupported_on_the_services_own_host(service, proxy, reg):
+    """`/v2/_catalog` on the service's address names no registry: 404 with the OCI body and code UNSUPPORTED (how
+    registries without a catalog answer; oras, crane and regctl print the code and message), whoever asks — and
+    never 401, which would send clients after a token the answer cannot change. Host style lists as before."""
+    name, login_server, password = reg
+    own = path_client(service, name)
+    for client in (own.anonymous(), own.with_basic(name, password)):
+        for query in ("", "?n=10", "?last=a&n=1"):
+            error = assert_oci_error(client.request("GET", f"/v2/_catalog{query}"), 404, "UNSUPPORTED")
+            assert "login server" in error["message"] and error["detail"] == {
+                "loginServerSuffix": f"localhost:{service.url.rsplit(':', 1)[1]}"}
+        head = client.request("HEAD", "/v2/_catalog")
+        assert head.status_code == 404 and head.content == b""
+        for method in ("POST", "PUT", "DELETE", "PATCH"):
+            assert_oci_error(client.request(method, "/v2/_catalog"), 405, "UNSUPPORTED")
+    # A registry named like the catalog is still a path-style registry segment, not the catalog.
+    assert_oci_error(own.with_basic(name, password).request("GET", "/v2/_catalog/app/tags/list"), 400,
+                     "NAME_INVALID")
+    host = host_client(service, proxy, login_server).with_basic(name, password)
+    listed = host.request("GET", "/v2/_catalog")
+    assert listed.status_code == 200 and "repositories" in listed.json()
+
+
 # -- uploads and blobs ------------------------------------------------------------------------------------------
 
 

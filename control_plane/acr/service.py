@@ -1,9 +1,8 @@
 """ACR's metadata API over the content models: repositories, tags and manifests with their `changeableAttributes`.
 
 Reads are plain queries over the content tables. Attribute updates are written here; deletes go through the
-content service (`delete_manifest`, `delete_tag`, `delete_blob`), which enforces the locks and records the events
-in the same transaction as the change; blobs no manifest references any more are freed by the content service's
-sweep, or at once by the blob deletes a repository delete makes.
+content service (`delete_repository`, `delete_tag`), which enforces the locks and records the events in the same
+transaction as the change; a repository delete frees at once the blobs nothing else keeps.
 
 Listing rules: `listEnabled=false` hides a repository from the catalog and a tag or manifest from its list (a GET
 by name still finds it). A repository is visible once it holds a manifest: upload sessions and mounted blobs alone
@@ -14,7 +13,6 @@ that did not change in between.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,16 +23,14 @@ from sqlalchemy.orm import Session, defer
 
 from control_plane.content import names
 from control_plane.content.errors import (
-    BlobUnknown,
     ContentError,
-    Disallowed,
     ManifestUnknown,
     NameUnknown,
     PaginationNumberInvalid,
     TagUnknown,
 )
-from control_plane.content.models import Manifest, Repository, RepositoryBlob, Tag
-from control_plane.content.service import ContentService, RegistryRef, RequestInfo
+from control_plane.content.models import Manifest, Repository, Tag
+from control_plane.content.service import ContentService, RegistryRef, RepositoryDeleted, RequestInfo
 from control_plane.db import Database
 
 DEFAULT_PAGE_SIZE = 100
@@ -81,12 +77,6 @@ class ManifestEntry:
     row: Manifest  # loaded without its body
     tags: tuple[str, ...]
     references: tuple[PlatformReference, ...] | None  # None unless the manifest is an index
-
-
-@dataclass(frozen=True)
-class RepositoryDeleted:
-    manifests: list[str]
-    tags: list[str]
 
 
 # -- parameters -------------------------------------------------------------------------------------------------
@@ -174,39 +164,8 @@ class AcrMetadata:
             return _repository_info(session, row)
 
     def delete_repository(self, reg: RegistryRef, name: str, who: RequestInfo) -> RepositoryDeleted:
-        """Deletes every manifest (and with it every tag) through the content service, so each is a `delete` event
-        and frees its blobs, then unlinks the repository's remaining blobs (freed when nothing else needs them)
-        and drops the empty repository row. Refused as a whole, before anything is deleted, when the repository
-        or any of its tags or manifests is locked.
-
-        Each step is its own transaction: a failure midway leaves a smaller repository, and a retry finishes it.
-        """
-        with self.db.reading() as session:
-            repo = _repository(session, reg.id, name)
-            _refuse_locked(repo)
-            manifests = list(session.execute(
-                sa.select(Manifest.digest, Manifest.delete_enabled, Manifest.write_enabled)
-                .where(Manifest.repository_id == repo.id).order_by(Manifest.created_at.desc(), Manifest.digest)))
-            tags = list(session.execute(
-                sa.select(Tag.name, Tag.delete_enabled, Tag.write_enabled).where(Tag.repository_id == repo.id)))
-        for row in [*manifests, *tags]:
-            _refuse_locked(row)
-        # Newest first: an index goes before the manifests it names.
-        for digest, *_ in manifests:
-            with contextlib.suppress(ManifestUnknown):  # deleted meanwhile, by a concurrent delete
-                self.content.delete_manifest(reg, name, digest, who)
-        with self.db.reading() as session:
-            linked = list(session.scalars(sa.select(RepositoryBlob.digest)
-                                          .where(RepositoryBlob.repository_id == repo.id)))
-        for digest in linked:
-            with contextlib.suppress(BlobUnknown):
-                self.content.delete_blob(reg, name, digest)
-        with self.db.session() as session:
-            # Only if nothing was pushed meanwhile: a new manifest keeps its repository.
-            session.execute(sa.delete(Repository).where(
-                Repository.id == repo.id, ~_has_manifest(),
-                ~sa.exists().where(RepositoryBlob.repository_id == Repository.id)))
-        return RepositoryDeleted(sorted(digest for digest, *_ in manifests), sorted(tag for tag, *_ in tags))
+        """The content service deletes it whole, in one transaction, or refuses it whole when anything is locked."""
+        return self.content.delete_repository(reg, name, who)
 
     # tags
 
@@ -321,11 +280,6 @@ def _manifest(session: Session, repository_id: str, digest: str, for_update: boo
 def _apply(row: Repository | Tag | Manifest, changes: dict[str, bool]) -> None:
     for column, value in changes.items():
         setattr(row, column, value)
-
-
-def _refuse_locked(row: Any) -> None:
-    if not row.delete_enabled or not row.write_enabled:
-        raise Disallowed()
 
 
 def _keyset(session: Session, query: sa.Select, model: type[Tag] | type[Manifest], key: sa.ColumnElement,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import itertools
+import json
 import logging
 import threading
 import time
@@ -138,11 +139,51 @@ class ManifestInfo:
 
 
 @dataclass(frozen=True)
+class RepositoryDeleted:
+    manifests: list[str]
+    tags: list[str]
+
+
+@dataclass(frozen=True)
 class ManifestContent:
     digest: str
     media_type: str
     body: bytes
     size: int
+
+
+@dataclass(frozen=True)
+class ManifestRead:
+    """A manifest GET's one database read: the registry (None: unknown or being deleted) and what it holds under
+    the repository and reference. `content()` gives the manifest or raises what the read found, so the route can
+    authorise the caller on the registry between the read and the answer."""
+
+    registry: RegistryRef | None
+    repository: str
+    reference: str
+    repository_known: bool
+    manifest: ManifestContent | None
+    readable: bool
+
+    def content(self) -> ManifestContent:
+        """A reference made of tag characters that breaks the tag grammar (such as the conformance suite's
+        `.INVALID_MANIFEST_NAME`) names nothing the registry could hold: MANIFEST_UNKNOWN (404), as Distribution
+        answers; one with other characters is TAG_INVALID, a malformed digest DIGEST_INVALID."""
+        names.repository(self.repository)
+        reference = self.reference
+        if names.is_digest(reference):
+            names.digest(reference)
+        elif not names.TAG.fullmatch(reference):
+            if not names.TAG_CHARACTERS.fullmatch(reference):
+                names.tag(reference)  # raises TagInvalid
+            reference = reference[:200]
+        if self.manifest is None:
+            if not self.repository_known:
+                raise NameUnknown(detail={"name": self.repository})
+            raise ManifestUnknown(detail={"reference": reference})
+        if not self.readable:
+            raise Disallowed()
+        return self.manifest
 
 
 class BlobLocation:
@@ -209,6 +250,85 @@ class _HashCache:
 HASH_CACHE = _HashCache()
 
 
+class _DriverStatement:
+    """A Core statement compiled once for the engine's dialect and run on a driver cursor of a pooled connection.
+
+    For the reads every pull makes, SQLAlchemy's per-call work (building the statement and its cache key, a
+    session, result metadata and row objects) costs several times the query itself: about 60 µs against 15 on
+    SQLite. Failures still go through SQLAlchemy's own handling (`_handle_dbapi_exception`): the error becomes
+    SQLAlchemy's (503 for OperationalError), and a disconnect invalidates the pool as any statement's would."""
+
+    def __init__(self, statement: sa.Select, dialect: sa.Dialect):
+        compiled = statement.compile(dialect=dialect)
+        self.sql = str(compiled)
+        self.order = compiled.positiontup if compiled.positional else None
+
+    def first(self, engine: sa.Engine, **params: Any) -> tuple | None:
+        """The first row as the driver returns it (SQLite: JSON as text, booleans as 0/1)."""
+        values = tuple(params[name] for name in self.order) if self.order is not None else params
+        with engine.connect() as connection:
+            cursor = connection.connection.cursor()
+            try:
+                cursor.execute(self.sql, values)
+                return cursor.fetchone()
+            except Exception as error:
+                connection._handle_dbapi_exception(error, self.sql, values, cursor, None)
+            finally:
+                cursor.close()
+
+
+_REGISTRY_COLUMNS = (Registry.id, Registry.name, Registry.name_key, Registry.location, Registry.container_name,
+                     Registry.properties, Registry.sku, Registry.provisioning_state)
+
+
+def _registry_statement() -> sa.Select:
+    return sa.select(*_REGISTRY_COLUMNS).where(Registry.name_key == sa.bindparam("registry"))
+
+
+def _blob_statement() -> sa.Select:
+    """A blob's size and its repository's readEnabled, if the blob is linked to the repository."""
+    return (sa.select(Blob.size, Repository.read_enabled)
+            .join(RepositoryBlob, RepositoryBlob.repository_id == Repository.id)
+            .join(Blob, sa.and_(Blob.registry_id == RepositoryBlob.registry_id, Blob.digest == RepositoryBlob.digest))
+            .where(Repository.registry_id == sa.bindparam("registry_id"),
+                   Repository.name == sa.bindparam("repository"), RepositoryBlob.digest == sa.bindparam("digest")))
+
+
+def _manifest_read_statement(by_digest: bool, key: Any) -> sa.Select:
+    """The registry (by `key` = :registry), its repository, and the manifest by digest or tag, in one statement:
+    outer joins, so a row exists whenever the registry does and says how far the path led."""
+    registries, repositories = Registry.__table__, Repository.__table__
+    tags, manifests_ = Tag.__table__, Manifest.__table__
+    joined = registries.outerjoin(repositories, sa.and_(repositories.c.registry_id == registries.c.id,
+                                                        repositories.c.name == sa.bindparam("repository")))
+    if by_digest:
+        joined = joined.outerjoin(manifests_, sa.and_(manifests_.c.repository_id == repositories.c.id,
+                                                      manifests_.c.digest == sa.bindparam("reference")))
+        tag_readable = sa.true()
+    else:
+        joined = (joined.outerjoin(tags, sa.and_(tags.c.repository_id == repositories.c.id,
+                                                 tags.c.name == sa.bindparam("reference")))
+                  .outerjoin(manifests_, sa.and_(manifests_.c.repository_id == tags.c.repository_id,
+                                                 manifests_.c.digest == tags.c.digest)))
+        tag_readable = tags.c.read_enabled
+    return (sa.select(*(c.label(f"registry_{c.key}") for c in _REGISTRY_COLUMNS),
+                      repositories.c.id.label("repository_id"), repositories.c.read_enabled.label("repository_read"),
+                      tag_readable.label("tag_read"), manifests_.c.digest, manifests_.c.media_type,
+                      manifests_.c.body, manifests_.c.size, manifests_.c.read_enabled.label("manifest_read"))
+            .select_from(joined).where(key == sa.bindparam("registry")))
+
+
+class _Statements:
+    """The hot reads, compiled for one database."""
+
+    def __init__(self, dialect: sa.Dialect):
+        self.registry = _DriverStatement(_registry_statement(), dialect)
+        self.blob = _DriverStatement(_blob_statement(), dialect)
+        self.manifest = {(by_digest, by_id): _DriverStatement(
+            _manifest_read_statement(by_digest, Registry.id if by_id else Registry.name_key), dialect)
+            for by_digest in (False, True) for by_id in (False, True)}
+
+
 def upload_key(upload_id: str) -> str:
     return f"uploads/{upload_id}/data"
 
@@ -219,6 +339,10 @@ class ContentService:
         self.storage = storage
         self.settings = settings
         self._postgres = db.engine.dialect.name == "postgresql"
+        self._statements = _Statements(db.engine.dialect)
+        # Reads in autocommit, as Database.reading() does: no BEGIN and COMMIT round trips on PostgreSQL.
+        self._read_engine = db.engine if db.engine.dialect.name == "sqlite" else \
+            db.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     # -- registries -------------------------------------------------------------------------------------------
 
@@ -226,16 +350,21 @@ class ContentService:
         """The registry by name (any case); None if missing or being deleted."""
         if not isinstance(name, str) or not 0 < len(name) <= 50:
             return None
-        with self.db.reading() as session:
-            row = session.execute(
-                sa.select(Registry.id, Registry.name, Registry.name_key, Registry.location, Registry.container_name,
-                          Registry.properties, Registry.sku, Registry.provisioning_state)
-                .where(Registry.name_key == name.lower())).first()
-        if row is None or row.provisioning_state == DELETING:
+        return self._registry_ref(self._statements.registry.first(self._read_engine, registry=name.lower()))
+
+    def _registry_ref(self, row: tuple | None) -> RegistryRef | None:
+        """The RegistryRef of a row starting with _REGISTRY_COLUMNS (plain driver values); None when there is no
+        registry or it is being deleted."""
+        if row is None or row[0] is None:
             return None
-        return RegistryRef(id=row.id, name=row.name, location=row.location, container=row.container_name,
-                           login_server=f"{row.name_key}.{self.settings.login_server_suffix}",
-                           anonymous_pull=bool((row.properties or {}).get("anonymousPullEnabled")), sku=row.sku)
+        reg_id, name, name_key, location, container, properties, sku, state = row[:8]
+        if state == DELETING:
+            return None
+        if isinstance(properties, str | bytes):  # SQLite hands JSON over as text
+            properties = json.loads(properties)
+        return RegistryRef(id=reg_id, name=name, location=location, container=container,
+                           login_server=f"{name_key}.{self.settings.login_server_suffix}",
+                           anonymous_pull=bool((properties or {}).get("anonymousPullEnabled")), sku=sku)
 
     def storage_used(self, reg_id: str) -> int:
         """Bytes of the registry's distinct verified blobs (layers, configs and manifests), each counted once."""
@@ -248,19 +377,14 @@ class ContentService:
     def stat_blob(self, reg: RegistryRef, repository: str, digest: str) -> BlobInfo:
         names.repository(repository)
         names.digest(digest)
-        with self.db.reading() as session:
-            row = session.execute(
-                sa.select(Blob.size, Repository.read_enabled)
-                .join(RepositoryBlob, RepositoryBlob.repository_id == Repository.id)
-                .join(Blob, sa.and_(Blob.registry_id == RepositoryBlob.registry_id,
-                                    Blob.digest == RepositoryBlob.digest))
-                .where(Repository.registry_id == reg.id, Repository.name == repository,
-                       RepositoryBlob.digest == digest)).first()
+        row = self._statements.blob.first(self._read_engine, registry_id=reg.id, repository=repository,
+                                          digest=digest)
         if row is None:
             raise BlobUnknown(detail={"digest": digest})
-        if not row.read_enabled:
+        size, readable = row
+        if not readable:
             raise Disallowed()
-        return BlobInfo(digest, row.size)
+        return BlobInfo(digest, size)
 
     def open_blob(self, reg: RegistryRef, repository: str, digest: str) -> BlobLocation:
         info = self.stat_blob(reg, repository, digest)
@@ -562,40 +686,28 @@ class ContentService:
         return ManifestInfo(digest, parsed.media_type, len(body), parsed.subject.digest if parsed.subject else None)
 
     def get_manifest(self, reg: RegistryRef, repository: str, reference: str) -> ManifestContent:
-        """The manifest by digest or tag. A reference made of tag characters that breaks the tag grammar (such as
-        the conformance suite's `.INVALID_MANIFEST_NAME`) names nothing the registry could hold: MANIFEST_UNKNOWN
-        (404), as Distribution answers; one with other characters is TAG_INVALID, a malformed digest DIGEST_INVALID."""
+        """The manifest by digest or tag (errors as `ManifestRead.content` raises them)."""
         names.repository(repository)
+        return self._read_manifest(reg.id, True, repository, reference).content()
+
+    def read_manifest(self, registry_name: str, repository: str, reference: str) -> ManifestRead:
+        """The registry by name and its manifest by digest or tag, in one statement (what every pull starts with;
+        a manifest GET needs nothing else from the database)."""
+        if not isinstance(registry_name, str) or not 0 < len(registry_name) <= 50:
+            return ManifestRead(None, repository, reference, False, None, False)
+        return self._read_manifest(registry_name.lower(), False, repository, reference)
+
+    def _read_manifest(self, registry: str, by_id: bool, repository: str, reference: str) -> ManifestRead:
         by_digest = names.is_digest(reference)
-        if by_digest:
-            names.digest(reference)
-        elif not names.TAG.fullmatch(reference):
-            if not names.TAG_CHARACTERS.fullmatch(reference):
-                names.tag(reference)  # raises TagInvalid
-            with self.db.reading() as session:
-                self._repository(session, reg, repository)
-            raise ManifestUnknown(detail={"reference": reference[:200]})
-        with self.db.reading() as session:
-            query = sa.select(Manifest.digest, Manifest.media_type, Manifest.body, Manifest.size,
-                              Manifest.read_enabled, Repository.read_enabled.label("repository_readable"))
-            if by_digest:
-                query = (query.join(Repository, Repository.id == Manifest.repository_id)
-                         .where(Manifest.digest == reference))
-            else:
-                query = (query.add_columns(Tag.read_enabled.label("tag_readable"))
-                         .select_from(Tag)
-                         .join(Repository, Repository.id == Tag.repository_id)
-                         .join(Manifest, sa.and_(Manifest.repository_id == Tag.repository_id,
-                                                 Manifest.digest == Tag.digest))
-                         .where(Tag.name == reference))
-            row = session.execute(query.where(Repository.registry_id == reg.id,
-                                              Repository.name == repository)).first()
-            if row is None:
-                self._repository(session, reg, repository)
-                raise ManifestUnknown(detail={"reference": reference})
-        if not (row.read_enabled and row.repository_readable and (by_digest or row.tag_readable)):
-            raise Disallowed()
-        return ManifestContent(row.digest, row.media_type, row.body, row.size)
+        row = self._statements.manifest[by_digest, by_id].first(self._read_engine, registry=registry,
+                                                                repository=repository, reference=reference)
+        reg = self._registry_ref(row)
+        if reg is None:
+            return ManifestRead(None, repository, reference, False, None, False)
+        repository_id, repository_read, tag_read, digest, media_type, body, size, manifest_read = row[8:]
+        manifest = ManifestContent(digest, media_type, bytes(body), size) if digest is not None else None
+        return ManifestRead(reg, repository, reference, repository_id is not None, manifest,
+                            bool(repository_read and tag_read and manifest_read))
 
     def delete_manifest(self, reg: RegistryRef, repository: str, digest: str, who: RequestInfo) -> None:
         """Deletes the manifest and its tags and records a `delete` event; its blobs (config, layers and its own
@@ -660,6 +772,48 @@ class ContentService:
                 raise TagUnknown(detail={"tag": tag})
             _record(session, reg, "untag", repository, who, tag=tag, digest=digest)
         return digest
+
+    def delete_repository(self, reg: RegistryRef, repository: str, who: RequestInfo) -> RepositoryDeleted:
+        """Deletes every manifest and tag of the repository and unlinks its blobs, recording a `delete` event per
+        manifest, all in one transaction: a failure leaves the repository whole. Refused whole (nothing deleted)
+        when the repository or any of its manifests or tags is locked. Blobs nothing else keeps are freed at once
+        (rows in the transaction, stored objects after it commits).
+
+        The repository row stays, emptied and with fresh attributes and times, so it reads as a new repository on
+        the next push: a push racing the delete either committed first (and is deleted with the rest) or lands in
+        the row after, never against a row that vanished under it. An empty row is invisible to every list."""
+        names.repository(repository)
+        with self.db.session() as session:
+            # FOR UPDATE (PostgreSQL): concurrent deletes of the repository and pushes into it wait for this one.
+            repo = session.scalar(sa.select(Repository).where(Repository.registry_id == reg.id,
+                                                              Repository.name == repository).with_for_update())
+            if repo is None:
+                raise NameUnknown(detail={"name": repository})
+            held = session.execute(sa.select(Manifest.digest, Manifest.media_type, Manifest.size,
+                                             Manifest.delete_enabled, Manifest.write_enabled)
+                                   .where(Manifest.repository_id == repo.id)).all()
+            if not held:
+                raise NameUnknown(detail={"name": repository})
+            tags = session.execute(sa.select(Tag.name, Tag.delete_enabled, Tag.write_enabled)
+                                   .where(Tag.repository_id == repo.id)).all()
+            for item in (repo, *held, *tags):
+                _check_deletable(item)
+            linked = set(session.scalars(sa.select(RepositoryBlob.digest)
+                                         .where(RepositoryBlob.repository_id == repo.id)))
+            for model in (Tag, ManifestReference, Manifest, RepositoryBlob):
+                session.execute(sa.delete(model).where(model.repository_id == repo.id)
+                                .execution_options(synchronize_session=False))
+            now = utcnow()
+            session.execute(sa.update(Repository).where(Repository.id == repo.id)
+                            .values(delete_enabled=True, write_enabled=True, read_enabled=True, list_enabled=True,
+                                    created_at=now, updated_at=now)
+                            .execution_options(synchronize_session=False))
+            for row in held:
+                _record(session, reg, "delete", repository, who, digest=row.digest, media_type=row.media_type,
+                        size=row.size)
+            freed = _delete_unkept(session, reg.id, sorted(linked | {row.digest for row in held}), cutoff=None)
+        self._delete_objects(reg, freed)
+        return RepositoryDeleted(sorted(row.digest for row in held), sorted(row.name for row in tags))
 
     def list_tags(self, reg: RegistryRef, repository: str, n: int | None,
                   last: str | None) -> tuple[list[str], bool]:

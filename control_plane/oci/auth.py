@@ -53,7 +53,6 @@ class RegistryTarget:
     registry: RegistryRef | None  # None only for the path-style `/v2/` ping, which names no registry
     style: str  # "host" | "path"
     service: str  # the challenge's `service` and the tokens' `aud`
-    realm: str  # the token endpoint
     prefix: str = ""  # path style: "<registry>/", put before repository names in scopes, Locations and bodies
 
     def scope_name(self, scope_type: str, name: str) -> str:
@@ -73,7 +72,9 @@ class OciUnauthorized(OciError):
 
     def __init__(self, target: RegistryTarget, scope: str | None = None, insufficient: bool = False,
                  detail: list[dict] | None = None):
-        challenge = f'Bearer realm="{target.realm}",service="{target.service}"'
+        # The realm is the token endpoint on the host the client called (built only for a challenge).
+        realm = f"{request.host_url.rstrip('/')}/oauth2/token"
+        challenge = f'Bearer realm="{realm}",service="{target.service}"'
         if scope:
             challenge += f',scope="{scope}"'
         if insufficient:
@@ -210,27 +211,31 @@ def authorize(target: RegistryTarget, scope_type: str, name: str, actions: tuple
     client doing the token dance asks for them too, as Distribution's challenge makes it.
     """
     scope_name = target.scope_name(scope_type, name)
-    scope = " ".join((f"{scope_type}:{scope_name}:{','.join(actions)}", *also_challenge))
-    detail = [{"Type": scope_type, "Name": scope_name, "Action": action} for action in actions]
+
+    def refused(insufficient: bool = False) -> OciUnauthorized:
+        scope = " ".join((f"{scope_type}:{scope_name}:{','.join(actions)}", *also_challenge))
+        detail = [{"Type": scope_type, "Name": scope_name, "Action": action} for action in actions]
+        return OciUnauthorized(target, scope, insufficient=insufficient, detail=detail)
+
     credentials = _credentials()
     if credentials is None:
         registry = target.registry
         rights = frozenset({scopes.PULL}) if registry is not None and registry.anonymous_pull else frozenset()
         if rights and set(actions) <= set(scopes.allowed_actions(scope_type, name, rights)):
             return Caller(logins.ANONYMOUS_SUBJECT, "anonymous")
-        raise OciUnauthorized(target, scope, detail=detail)
+        raise refused()
     kind, value = credentials
     if kind == "bearer":
         verified = verifier().verify(value, target.service)
         if verified is not None and all(scopes.covers(verified.access, scope_type, scope_name, action)
                                         for action in actions):
             return Caller(verified.subject, "bearer")
-        raise OciUnauthorized(target, scope, insufficient=True, detail=detail)
+        raise refused(insufficient=True)
     if kind == "basic":
         known = _basic_rights(target, *value)
         if known is not None and set(actions) <= set(scopes.allowed_actions(scope_type, name, known[1])):
             return Caller(known[0], "basic")
-    raise OciUnauthorized(target, scope, detail=detail)
+    raise refused()
 
 
 def authenticate(target: RegistryTarget) -> Caller:

@@ -35,7 +35,7 @@ from control_plane.dataplane import scopes
 from control_plane.oci import auth
 from control_plane.oci.auth import Caller, RegistryTarget
 from control_plane.oci.http import OciError
-from control_plane.oci.targets import content, host_target, is_host_style, path_target, resolve
+from control_plane.oci.targets import content, host_target, is_host_style, path_target, resolve, split, target_of
 
 bp = Blueprint("oci", __name__)
 
@@ -70,8 +70,8 @@ def ping() -> Response:
 
 @bp.route("/v2/<path:rest>", methods=ALL_METHODS)
 def v2(rest: str) -> Response:
-    if rest == "_catalog" and is_host_style():
-        return _catalog()
+    if rest == "_catalog":
+        return _catalog() if is_host_style() else _no_catalog()
     for pattern, kind in _ROUTES:
         match = pattern.match(rest)
         if match:
@@ -313,15 +313,16 @@ def _upload_cancel(name: str, upload: str) -> Response:
 
 
 def _manifest_get(name: str, reference: str) -> Response:
-    target, repository, _ = _begin(name, PULL)
-    manifest = content().get_manifest(target.registry, repository, reference)
-    headers = {"Docker-Content-Digest": manifest.digest, "Content-Length": str(manifest.size),
-               "ETag": f'"{manifest.digest}"'}
+    """One database read (registry, repository and manifest), then the caller's authorisation, then the answer."""
+    registry_name, repository = split(name)
+    read = content().read_manifest(registry_name, repository, reference)
+    _remember(auth.authorize(target_of(registry_name, read.registry), "repository", repository, PULL))
+    manifest = read.content()
+    headers = {"Docker-Content-Digest": manifest.digest, "ETag": f'"{manifest.digest}"'}
     if request.method == "HEAD":
-        return _empty(200, {**headers, "Content-Type": manifest.media_type})
-    response = Response(manifest.body, status=200, headers=headers)
-    response.headers["Content-Type"] = manifest.media_type
-    return response
+        return _empty(200, {**headers, "Content-Length": str(manifest.size), "Content-Type": manifest.media_type})
+    # The stored bytes as they are (set_data adds Content-Length); content_type skips mimetype's charset logic.
+    return Response(manifest.body, status=200, headers=headers, content_type=manifest.media_type)
 
 
 def _manifest_body(limit: int) -> bytes:
@@ -394,6 +395,17 @@ def _catalog() -> Response:
     if more and repositories and n != 0:
         response.headers["Link"] = _link("/v2/_catalog", repositories[-1], n or len(repositories), "&orderby=")
     return response
+
+
+def _no_catalog() -> Response:
+    """The service's own host is no registry: path style has no catalog of its own (it would span every registry).
+    404 with the OCI body and code UNSUPPORTED, as registries without a catalog answer: clients that list catalogs
+    (oras, crane, regctl) print its code and message; a 401 would only send them after a token that cannot help."""
+    if request.method not in ("GET", "HEAD"):
+        raise _unsupported()
+    suffix = app_context().settings.login_server_suffix
+    raise OciError(404, "UNSUPPORTED", "The service's own host serves no catalog: a registry's catalog is "
+                   f"/v2/_catalog on its login server, <registry>.{suffix}.", {"loginServerSuffix": suffix})
 
 
 def _referrers(name: str, digest: str) -> Response:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from flask import current_app, request
 
 from control_plane.content.errors import NameInvalid, NameUnknown
-from control_plane.content.service import ContentService
+from control_plane.content.service import ContentService, RegistryRef
 from control_plane.context import app_context
 from control_plane.dataplane.service import public_host
 from control_plane.oci.auth import RegistryTarget
@@ -41,35 +41,40 @@ def is_host_style() -> bool:
     return REGISTRY_HOST in request.environ
 
 
-def _realm() -> str:
-    return f"{request.host_url.rstrip('/')}/oauth2/token"
-
-
 def host_target() -> RegistryTarget:
     """The host-style target of this request: its registry, or NAME_UNKNOWN when there is none by that name."""
     name = request.environ[REGISTRY_HOST]
-    registry = content().registry(name)
-    if registry is None:
-        raise NameUnknown("registry not known", detail={"registry": name})
-    return RegistryTarget(registry, "host", registry.login_server, _realm())
+    return target_of(name, content().registry(name))
 
 
 def path_target(registry_name: str | None) -> RegistryTarget:
     """The path-style target: the registry named by the path's first segment (None: the ping, naming none)."""
-    service = public_host(app_context().settings.public_url)
     if registry_name is None:
-        return RegistryTarget(None, "path", service, _realm())
-    registry = content().registry(registry_name)
+        return RegistryTarget(None, "path", public_host(app_context().settings.public_url))
+    return target_of(registry_name, content().registry(registry_name))
+
+
+def target_of(registry_name: str, registry: RegistryRef | None) -> RegistryTarget:
+    """The target for a registry already read by `registry_name` (None: NAME_UNKNOWN), in this request's style."""
     if registry is None:
         raise NameUnknown("registry not known", detail={"registry": registry_name[:100]})
-    return RegistryTarget(registry, "path", service, _realm(), prefix=f"{registry_name}/")
+    if is_host_style():
+        return RegistryTarget(registry, "host", registry.login_server)
+    return RegistryTarget(registry, "path", public_host(app_context().settings.public_url),
+                          prefix=f"{registry_name}/")
+
+
+def split(name: str) -> tuple[str, str]:
+    """(registry name, repository inside it) for the name a /v2 path carries."""
+    if is_host_style():
+        return request.environ[REGISTRY_HOST], name
+    registry, sep, repository = name.partition("/")
+    if not sep or not registry or not repository:
+        raise NameInvalid("path-style repository names are <registry>/<repository>", detail={"name": name[:300]})
+    return registry, repository
 
 
 def resolve(name: str) -> tuple[RegistryTarget, str]:
     """(target, repository inside the registry) for the name a /v2 path carries."""
-    if is_host_style():
-        return host_target(), name
-    registry, sep, repository = name.partition("/")
-    if not sep or not registry or not repository:
-        raise NameInvalid("path-style repository names are <registry>/<repository>", detail={"name": name[:300]})
-    return path_target(registry), repository
+    registry, repository = split(name)
+    return target_of(registry, content().registry(registry)), repository
