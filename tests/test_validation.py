@@ -336,9 +336,12 @@ def test_taken_name_from_another_group_is_409(arm, service, group, rmc):
 # -- read-back fidelity ------------------------------------------------------------------------------------
 
 
-def every_setting(subscription_id: str, group: str) -> dict:
+def every_setting(arm, subscription_id: str, group: str) -> dict:
+    """Every settable property; its user-assigned identity is made first (a registry may name only one that exists)."""
     identity_id = (f"/subscriptions/{subscription_id}/resourceGroups/{group}/providers/"
                    "Microsoft.ManagedIdentity/userAssignedIdentities/registry-identity")
+    made = arm.request("PUT", f"{identity_id}?api-version=2023-01-31", json={"location": "westeurope"})
+    assert made.status_code in (200, 201), made.text
     return {
         "location": "westeurope",
         "tags": {"team": "platform", "cost-center": "42", "empty": ""},
@@ -370,7 +373,7 @@ def every_setting(subscription_id: str, group: str) -> dict:
 
 def test_every_settable_property_reads_back_exactly(arm, service, group):
     name = unique_registry_name("Full")
-    sent = every_setting(service.subscription_id, group)
+    sent = every_setting(arm, service.subscription_id, group)
     put = arm.request("PUT", url(arm, group, name), json=sent)
     assert put.status_code == 201, put.text
     registry = wait_succeeded(arm, group, name)
@@ -392,7 +395,7 @@ def test_every_settable_property_reads_back_exactly(arm, service, group):
 
 def test_put_again_resets_what_it_omits(arm, service, group):
     name = unique_registry_name()
-    arm.request("PUT", url(arm, group, name), json=every_setting(service.subscription_id, group))
+    arm.request("PUT", url(arm, group, name), json=every_setting(arm, service.subscription_id, group))
     wait_succeeded(arm, group, name)
     replaced = arm.request("PUT", url(arm, group, name), json=body(location="westeurope", sku="Premium",
                                                                    properties={"zoneRedundancy": "Enabled"}))
