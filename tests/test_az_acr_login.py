@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shutil
 import time
 import uuid
@@ -56,12 +55,7 @@ class LoginRegistry:
 
 @pytest.fixture(scope="module")
 def tools_present():
-    missing = [tool for tool in ("podman", "skopeo", "umoci") if shutil.which(tool) is None]
-    if missing:
-        message = f"missing {', '.join(missing)}: apt-get install -y --no-install-recommends podman skopeo umoci"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    tools.require_tools("podman", "skopeo", "umoci")
 
 
 @pytest.fixture(scope="module")

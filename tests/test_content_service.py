@@ -48,6 +48,7 @@ from control_plane.db import Database
 from control_plane.storage import StorageError, StorageRouter
 from tests.conftest import azurite_storage, selected_backends
 from tests.support import servers
+from tests.support.rows import seed_registry
 
 OCI_MANIFEST = manifests.OCI_MANIFEST
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -104,31 +105,8 @@ def content_env(backend: str, data_dir: Path, azurite=None) -> Iterator[Env]:
 
 
 def make_registry(env: Env, prefix: str = "reg", location: str = "eastus") -> str:
-    """Tenant, subscription, group and registry rows as plain SQL, plus the registry's container."""
-    ids = {k: str(uuid.uuid4()) for k in ("tenant", "subscription", "group", "registry")}
-    name = f"{prefix}{uuid.uuid4().hex[:10]}"
-    container = f"{name}-{ids['registry'][:8]}"
-    now = sa.func.current_timestamp()
-    with env.db.session() as session:
-        for table, values in (
-            ("tenants", {"id": ids["tenant"], "display_name": "t", "created_at": now}),
-            ("subscriptions", {"id": ids["subscription"], "tenant_id": ids["tenant"], "display_name": "s",
-                               "state": "Enabled", "created_at": now}),
-            ("resource_groups", {"id": ids["group"], "subscription_id": ids["subscription"], "name": "rg",
-                                 "name_key": "rg", "location": location, "tags": "{}",
-                                 "provisioning_state": "Succeeded", "created_at": now}),
-            ("registries", {"id": ids["registry"], "subscription_id": ids["subscription"],
-                            "resource_group_id": ids["group"], "resource_group_name": "rg", "name": name,
-                            "name_key": name, "location": location, "sku": "Standard", "tags": "{}",
-                            "properties": json.dumps({"anonymousPullEnabled": False}),
-                            "provisioning_state": "Succeeded", "container_name": container,
-                            "admin_password_1": "x", "admin_password_2": "x", "created_at": now, "created_by": "t",
-                            "created_by_type": "Application", "modified_at": now, "modified_by": "t",
-                            "modified_by_type": "Application"}),
-        ):
-            table_ = sa.table(table, *(sa.column(c) for c in values))
-            session.execute(sa.insert(table_).values(**values))
-    env.storage.for_location(location).create_container(container)
+    """A registry's rows and container, the container noted for clean-up."""
+    name, container = seed_registry(env.db, env.storage, prefix, location)
     env.containers.append((location, container))
     return name
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 
 import pytest
 import sqlalchemy as sa
@@ -18,37 +17,16 @@ from sqlalchemy import event
 
 from control_plane.dataplane.service import public_host
 from control_plane.dataplane.tokens import RegistryTokens
+from tests.support.rows import seed_registry
 
 REPOSITORY = "team/app"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 
 def _registry(app) -> str:
-    """Tenant, subscription, group and registry rows as plain SQL, and the registry's container; its name."""
+    """A registry's rows as plain SQL, and its container; its name."""
     ctx = app.extensions["control_plane"]
-    ids = {k: str(uuid.uuid4()) for k in ("tenant", "subscription", "group", "registry")}
-    name = f"reads{uuid.uuid4().hex[:10]}"
-    now = sa.func.current_timestamp()
-    with ctx.db.session() as session:
-        for table, values in (
-            ("tenants", {"id": ids["tenant"], "display_name": "t", "created_at": now}),
-            ("subscriptions", {"id": ids["subscription"], "tenant_id": ids["tenant"], "display_name": "s",
-                               "state": "Enabled", "created_at": now}),
-            ("resource_groups", {"id": ids["group"], "subscription_id": ids["subscription"], "name": "rg",
-                                 "name_key": "rg", "location": "eastus", "tags": "{}",
-                                 "provisioning_state": "Succeeded", "created_at": now}),
-            ("registries", {"id": ids["registry"], "subscription_id": ids["subscription"],
-                            "resource_group_id": ids["group"], "resource_group_name": "rg", "name": name,
-                            "name_key": name, "location": "eastus", "sku": "Standard", "tags": "{}",
-                            "properties": json.dumps({"anonymousPullEnabled": False}),
-                            "provisioning_state": "Succeeded", "container_name": f"{name}-c",
-                            "admin_password_1": "x", "admin_password_2": "x", "created_at": now, "created_by": "t",
-                            "created_by_type": "Application", "modified_at": now, "modified_by": "t",
-                            "modified_by_type": "Application"}),
-        ):
-            session.execute(sa.insert(sa.table(table, *(sa.column(c) for c in values))).values(**values))
-    ctx.storage.for_location("eastus").create_container(f"{name}-c")
-    return name
+    return seed_registry(ctx.db, ctx.storage, "reads")[0]
 
 
 def _bearer(app, registry: str, actions: list[str], repository: str = REPOSITORY) -> dict[str, str]:

@@ -73,12 +73,7 @@ def port_free(port: int) -> bool:
 
 @pytest.fixture(scope="module")
 def tools_present():
-    missing = [tool for tool in ("skopeo", "umoci", "podman") if shutil.which(tool) is None]
-    if missing:
-        message = f"missing {', '.join(missing)}: apt-get install -y --no-install-recommends skopeo umoci podman"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    tools.require_tools("skopeo", "umoci", "podman")
 
 
 @pytest.fixture

@@ -98,6 +98,18 @@ def ansible_playbook() -> Path:
     return binary
 
 
+def require_tools(*tools: str) -> None:
+    """Skip the calling test when a Debian tool it drives is missing; in CI (which installs them) fail instead."""
+    import pytest
+
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    if missing:
+        message = f"missing {', '.join(missing)}: apt-get install -y --no-install-recommends {' '.join(missing)}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
 if __name__ == "__main__":
     # `python -m tests.support.tools`: install them all up front (CI does, so a slow download shows as such).
     print(f"azurite: {azurite_blob()}")
