@@ -539,11 +539,13 @@ def bare_app(monkeypatch):
     from control_plane.activity import recorder, service
 
     app = Flask(__name__)
-    app.extensions["control_plane"] = SimpleNamespace(db=None)
+    app.extensions["control_plane"] = SimpleNamespace(db=None,
+                                                      settings=SimpleNamespace(activity_log_retention_days=90))
     recorder.install(app)
     recorded, behaviour = [], {"fail": False}
 
-    def record(db, call):
+    def record(db, call, retention_days):
+        assert retention_days == 90
         if behaviour["fail"]:
             raise RuntimeError("database is gone")
         recorded.append(call)

@@ -3,8 +3,8 @@
 `install(app)` adds an after_request hook. It acts only where `requires()` ran (it leaves `g.caller` and `g.action`),
 so a request refused before that, or with 401 (no caller to name), is not logged; refusals after it (403, 400, 500)
 are, as Azure logs failed writes too. It reads no body but an error response's `code`, so no secret reaches the
-log, and a failure to write is logged and swallowed: the log never turns a response into an error. After each entry
-it prunes a bounded batch of entries older than the retention.
+log, and a failure to write is logged and swallowed: the log never turns a response into an error. Each entry's
+transaction also prunes a bounded batch of entries older than the retention.
 """
 
 from __future__ import annotations
@@ -35,23 +35,12 @@ def _record(response: Response) -> Response:
     try:
         call = call_of(response)
         if call is not None:
-            service.record(app_context().db, call)
+            ctx = app_context()
+            service.record(ctx.db, call, ctx.settings.activity_log_retention_days)
     except Exception as exc:
         log.warning("activity log entry not written (correlation id %s): %s",
                     getattr(g, "correlation_id", "-"), type(exc).__name__)
-        return response
-    if call is not None:
-        _prune()
     return response
-
-
-def _prune() -> None:
-    """Entries past CONTROL_PLANE_ACTIVITY_LOG_RETENTION_DAYS go, a bounded batch per write; never an error."""
-    try:
-        ctx = app_context()
-        service.prune(ctx.db, ctx.settings.activity_log_retention_days)
-    except Exception as exc:
-        log.warning("activity log not pruned: %s", type(exc).__name__)
 
 
 def call_of(response: Response) -> service.Call | None:

@@ -23,7 +23,7 @@ SUCCEEDED, FAILED = "Succeeded", "Failed"
 USER_CALLER = "User"
 # The level Azure gives each outcome; the `levels` filter selects by it.
 LEVEL_OF_STATUS = {SUCCEEDED: "Informational", FAILED: "Error"}
-# Expired entries pruned per write at most: the log shrinks by up to this much while growing by one.
+# Expired entries pruned per entry written at most: the log shrinks by up to this much while growing by one.
 PRUNE_BATCH = 100
 
 
@@ -116,24 +116,19 @@ def entry_for(call: Call, now: datetime, event_data_id: str) -> ActivityLogEntry
     )
 
 
-def record(db: Database, call: Call) -> None:
-    """One entry, in its own short transaction: the call's own work is already committed or rolled back."""
+def record(db: Database, call: Call, retention_days: int | None = None) -> None:
+    """One entry, in its own short transaction: the call's own work is already committed or rolled back. With a
+    retention, the same transaction also deletes up to PRUNE_BATCH entries older than it (an index range scan on
+    the timestamp): more than one per entry written, so the log never stays past the retention; bounded, so no write
+    waits on a long delete."""
     with db.session() as session:
         session.add(entry_for(call, utcnow(), str(uuid.uuid4())))
-
-
-def prune(db: Database, retention_days: int, batch: int = PRUNE_BATCH) -> int:
-    """Deletes up to `batch` entries older than the retention (an index range scan on the timestamp); how many.
-
-    The recorder calls it after each write: more than one entry per write, so the log never stays past the
-    retention; bounded, so no write ever waits on a long delete.
-    """
-    old = (sa.select(ActivityLogEntry.event_data_id)
-           .where(ActivityLogEntry.event_timestamp < utcnow() - timedelta(days=retention_days))
-           .limit(batch).scalar_subquery())
-    with db.session() as session:
-        return session.execute(sa.delete(ActivityLogEntry).where(ActivityLogEntry.event_data_id.in_(old))
-                               .execution_options(synchronize_session=False)).rowcount
+        if retention_days is not None:
+            old = (sa.select(ActivityLogEntry.event_data_id)
+                   .where(ActivityLogEntry.event_timestamp < utcnow() - timedelta(days=retention_days))
+                   .limit(PRUNE_BATCH).scalar_subquery())
+            session.execute(sa.delete(ActivityLogEntry).where(ActivityLogEntry.event_data_id.in_(old))
+                            .execution_options(synchronize_session=False))
 
 
 def _like_prefix(scope_key: str) -> str:
