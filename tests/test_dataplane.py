@@ -10,7 +10,6 @@ fail when CI=true and are skipped otherwise. The token-service tests need no too
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ from tests.conftest import client_kwargs, storage_containers, unique_registry_na
 from tests.support import tools
 from tests.support.az import Az, az_env, register_cloud
 from tests.support.az import login as az_login
-from tests.support.dataplane import ConnectProxy, Skopeo, build_image, missing_tools
+from tests.support.dataplane import TOOLS, ConnectProxy, Skopeo, build_image
 
 NULL_USERNAME = "00000000-0000-0000-0000-000000000000"
 ACR_SCOPE = "https://containerregistry.azure.net/.default"
@@ -51,12 +50,7 @@ EVERYTHING = "repository:team/app:pull,push,delete"
 
 @pytest.fixture(scope="module")
 def dataplane_tools():
-    missing = missing_tools()
-    if missing:
-        message = (f"missing {', '.join(missing)}: apt-get install -y --no-install-recommends skopeo umoci")
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    tools.require_tools(*TOOLS)
 
 
 @pytest.fixture(scope="module")

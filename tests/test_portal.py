@@ -117,8 +117,10 @@ class Browser:
         from selenium.webdriver.support import expected_conditions
         from selenium.webdriver.support.ui import WebDriverWait
 
+        from tests.support.signin_browser import click_to_navigate
+
         page = self.driver.find_element(By.TAG_NAME, "html")
-        element.click()
+        click_to_navigate(element)
         if confirm:
             WebDriverWait(self.driver, WAIT).until(expected_conditions.alert_is_present()).accept()
         WebDriverWait(self.driver, WAIT).until(expected_conditions.staleness_of(page))

@@ -22,6 +22,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
@@ -61,6 +62,16 @@ def wait_for(condition, timeout: float = TIMEOUT, what: str = "the page"):
     raise TimeoutError(f"waited {timeout}s for {what}")
 
 
+def click_to_navigate(element) -> None:
+    """Clicks what leads to another page. chromedriver inspects the clicked node after the click; when the click
+    already started the navigation that node is gone, and chromedriver reports it: the click happened all the same."""
+    try:
+        element.click()
+    except WebDriverException as error:
+        if "does not belong to the document" not in str(error):
+            raise
+
+
 def fill_sign_in(driver: webdriver.Chrome, username: str, password: str) -> None:
     """The sign-in form: user name, password, then the button (by keyboard: Enter in the password field)."""
     field = wait_for(lambda: driver.find_element(By.ID, "password"), what="the sign-in form")
@@ -68,7 +79,7 @@ def fill_sign_in(driver: webdriver.Chrome, username: str, password: str) -> None
     user.clear()
     user.send_keys(username)
     field.send_keys(password)
-    driver.find_element(By.ID, "signin").click()
+    click_to_navigate(driver.find_element(By.ID, "signin"))
 
 
 def visit(driver: webdriver.Chrome, url: str) -> str:
@@ -103,7 +114,7 @@ def enter_device_code(driver: webdriver.Chrome, verification_uri: str, user_code
     driver.get(verification_uri)
     code = wait_for(lambda: driver.find_element(By.ID, "code"), what="the code field")
     code.send_keys(user_code)
-    driver.find_element(By.ID, "next").click()
+    click_to_navigate(driver.find_element(By.ID, "next"))
     fill_sign_in(driver, username, password)
     return wait_for(lambda: driver.find_element(By.ID, "message").text if "signed in" in driver.title.lower()
                     else None, what="the signed-in page")
